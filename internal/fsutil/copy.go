@@ -1,0 +1,263 @@
+package fsutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// CopyOptions tunes CopyTree and SyncTree.
+type CopyOptions struct {
+	WalkOptions
+	// Clone shares extents with the source (FICLONE) instead of copying
+	// bytes; it fails where the filesystem cannot.
+	Clone bool
+	// Share lets the kernel share extents when it copies (copy_file_range
+	// may reflink on one filesystem). A complete copy leaves it false.
+	Share bool
+	// Workers is the number of files processed at once (default: 2×CPUs).
+	Workers int
+}
+
+// Stats counts what a copy or sync did.
+type Stats struct {
+	Entries      int64 // entries walked
+	Files        int64 // regular files copied, cloned or updated
+	Bytes        int64 // data bytes written (or cloned)
+	Removed      int64 // entries removed (sync)
+	MetadataOnly int64 // entries whose metadata only was updated (sync)
+}
+
+func (s *Stats) add(o *Stats) {
+	atomic.AddInt64(&s.Entries, o.Entries)
+	atomic.AddInt64(&s.Files, o.Files)
+	atomic.AddInt64(&s.Bytes, o.Bytes)
+	atomic.AddInt64(&s.Removed, o.Removed)
+	atomic.AddInt64(&s.MetadataOnly, o.MetadataOnly)
+}
+
+func openSrc(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+	if errors.Is(err, unix.EPERM) {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// CopyTree copies the tree at src to dst, which must not exist yet. It
+// returns the entries of src as they were stat'ed before their data was
+// copied (the manifest SyncTree takes to bring dst up to date later).
+func CopyTree(ctx context.Context, src, dst string, o CopyOptions) ([]Entry, Stats, error) {
+	var st Stats
+	entries, err := Walk(ctx, src, o.WalkOptions)
+	if err != nil {
+		return nil, st, err
+	}
+	st.Entries = int64(len(entries))
+	if !entries[0].IsDir() {
+		return nil, st, fmt.Errorf("copy %s: not a directory", src)
+	}
+	if err := os.Mkdir(dst, 0o700); err != nil {
+		return nil, st, err
+	}
+	// Directories first, in pre-order, so that every parent exists.
+	for i := 1; i < len(entries); i++ {
+		if entries[i].IsDir() {
+			if err := os.Mkdir(filepath.Join(dst, entries[i].Rel), 0o700); err != nil {
+				return nil, st, err
+			}
+		}
+	}
+	// Then everything else in parallel; hard links after their first path.
+	primary := map[uint64]int{}
+	var work, links []int
+	for i := 1; i < len(entries); i++ {
+		e := &entries[i]
+		if e.IsDir() {
+			continue
+		}
+		if e.Type() != unix.S_IFDIR && e.Stat.Nlink > 1 {
+			if _, ok := primary[e.Stat.Ino]; ok {
+				links = append(links, i)
+				continue
+			}
+			primary[e.Stat.Ino] = i
+		}
+		work = append(work, i)
+	}
+	err = parallel(ctx, len(work), o.Workers, func(k int) error {
+		e := &entries[work[k]]
+		var ls Stats
+		err := copyEntry(filepath.Join(src, e.Rel), filepath.Join(dst, e.Rel), e, o, &ls)
+		st.add(&ls)
+		return err
+	})
+	if err != nil {
+		return nil, st, err
+	}
+	for _, i := range links {
+		e := &entries[i]
+		p := entries[primary[e.Stat.Ino]]
+		if err := os.Link(filepath.Join(dst, p.Rel), filepath.Join(dst, e.Rel)); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // the primary vanished while we copied
+			}
+			return nil, st, err
+		}
+	}
+	// Directory metadata last, deepest first, so that creating entries does
+	// not change the times we set.
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := &entries[i]
+		if !e.IsDir() {
+			continue
+		}
+		if err := applyMeta(filepath.Join(src, e.Rel), filepath.Join(dst, e.Rel), &e.Stat, true); err != nil {
+			return nil, st, err
+		}
+	}
+	return entries, st, nil
+}
+
+// parallel runs fn(0..n-1) on workers goroutines and returns the first error.
+func parallel(ctx context.Context, n, workers int, fn func(int) error) error {
+	if workers <= 0 {
+		workers = 2 * runtime.NumCPU()
+	}
+	if workers > n {
+		workers = n
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var next atomic.Int64
+	var once sync.Once
+	var first error
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(k); err != nil {
+					once.Do(func() { first = err; cancel() })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+// copyEntry creates dst as a copy of the non-directory src.
+func copyEntry(src, dst string, e *Entry, o CopyOptions, st *Stats) error {
+	switch e.Type() {
+	case unix.S_IFREG:
+		n, sst, err := copyFile(src, dst, o)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // removed since the walk
+		}
+		if err != nil {
+			return err
+		}
+		st.Files++
+		st.Bytes += n
+		// The metadata of the moment the data was taken, not of the walk.
+		return applyMeta(src, dst, &sst, false)
+	case unix.S_IFLNK:
+		target, err := os.Readlink(src)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(target, dst); err != nil {
+			return err
+		}
+	default:
+		if err := unix.Mknod(dst, e.Stat.Mode, int(e.Stat.Rdev)); err != nil {
+			return &os.PathError{Op: "mknod", Path: dst, Err: err}
+		}
+	}
+	return applyMeta(src, dst, &e.Stat, false)
+}
+
+// copyFile creates dst with src's data. It returns the bytes copied and the
+// stat of src taken when it was opened.
+func copyFile(src, dst string, o CopyOptions) (int64, unix.Stat_t, error) {
+	var sst unix.Stat_t
+	in, err := openSrc(src)
+	if err != nil {
+		return 0, sst, err
+	}
+	defer in.Close()
+	if err := unix.Fstat(int(in.Fd()), &sst); err != nil {
+		return 0, sst, err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, sst, err
+	}
+	n, err := fillFile(out, in, sst.Size, o)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return n, sst, err
+}
+
+func fillFile(out, in *os.File, size int64, o CopyOptions) (int64, error) {
+	if o.Clone {
+		if size == 0 {
+			return 0, nil
+		}
+		if err := Clone(out, in); err != nil {
+			return 0, fmt.Errorf("clone %s: %w", in.Name(), err)
+		}
+		return size, nil
+	}
+	return CopyData(out, in, size, o.Share)
+}
+
+// applyMeta gives dst the owner, mode, extended attributes and times of
+// src (whose stat is st).
+func applyMeta(src, dst string, st *unix.Stat_t, isDir bool) error {
+	isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
+	if err := unix.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil {
+		return &os.PathError{Op: "lchown", Path: dst, Err: err}
+	}
+	xs, err := ListXattrs(src)
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return &os.PathError{Op: "listxattr", Path: src, Err: err}
+	}
+	if err := SetXattrs(dst, xs, isLink); err != nil {
+		return err
+	}
+	if !isLink {
+		if err := unix.Fchmodat(unix.AT_FDCWD, dst, st.Mode&0o7777, 0); err != nil {
+			return &os.PathError{Op: "chmod", Path: dst, Err: err}
+		}
+	}
+	ts := []unix.Timespec{st.Atim, st.Mtim}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &os.PathError{Op: "utimes", Path: dst, Err: err}
+	}
+	return nil
+}
