@@ -24,6 +24,12 @@ type CopyOptions struct {
 	Share bool
 	// Workers is the number of files processed at once (default: 2×CPUs).
 	Workers int
+	// SameFilesystem says source and destination are on one filesystem, so
+	// that files sharing all their extents are known equal without reading.
+	SameFilesystem bool
+	// Progress, when set, is told every so often how many entries of the
+	// source are done (SyncTree).
+	Progress func(done, total int64)
 }
 
 // Stats counts what a copy or sync did.

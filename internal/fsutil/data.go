@@ -40,6 +40,9 @@ func dataSegments(fd int, size int64) ([]segment, error) {
 		}
 		h, err := unix.Seek(fd, d, unix.SEEK_HOLE)
 		if err != nil {
+			if errors.Is(err, unix.ENXIO) {
+				break // the file shrank under us
+			}
 			return nil, err
 		}
 		if h > size {
@@ -67,7 +70,7 @@ func copyRange(dst, src *os.File, off, n int64, share bool) error {
 				return err
 			}
 			if c == 0 {
-				return io.ErrUnexpectedEOF // the source shrank under us
+				return nil // the source shrank; the caller truncates to the size it saw
 			}
 			n -= int64(c)
 		}
@@ -224,10 +227,10 @@ func writeZeros(f *os.File, off, n int64) error {
 	return nil
 }
 
-// SameData reports whether two open files have the same bytes. Files whose
-// extents are all shared (FIEMAP reports the same physical ranges) are equal
-// without reading them.
-func SameData(a, b *os.File) (bool, error) {
+// SameData reports whether two open files have the same bytes. When the
+// files are on one filesystem (sameFS), files whose extents are all shared
+// (FIEMAP reports the same physical ranges) are equal without reading them.
+func SameData(a, b *os.File, sameFS bool) (bool, error) {
 	fa, err := a.Stat()
 	if err != nil {
 		return false, err
@@ -239,8 +242,10 @@ func SameData(a, b *os.File) (bool, error) {
 	if fa.Size() != fb.Size() {
 		return false, nil
 	}
-	if ea, err := FileExtents(int(a.Fd())); err == nil && len(ea) > 0 {
-		if eb, err := FileExtents(int(b.Fd())); err == nil && sameExtents(ea, eb) {
+	if !sameFS {
+		// Physical addresses of two filesystems say nothing of each other.
+	} else if ea, err := FileExtents(int(a.Fd()), true); err == nil && len(ea) > 0 {
+		if eb, err := FileExtents(int(b.Fd()), true); err == nil && sameExtents(ea, eb) {
 			return true, nil
 		}
 	}

@@ -28,7 +28,7 @@ type Extent struct {
 }
 
 type fiemapHeader struct {
-	Start, Length                             uint64
+	Start, Length                               uint64
 	Flags, MappedExtents, ExtentCount, Reserved uint32
 }
 
@@ -43,14 +43,23 @@ const fsIocFiemap = 3<<30 | 32<<16 | 'f'<<8 | 11 // _IOWR('f', 11, struct fiemap
 
 const fiemapBatch = 256
 
-// FileExtents returns the extents of the open file fd.
-func FileExtents(fd int) ([]Extent, error) {
+// fiemapFlagSync makes FIEMAP write the file's dirty data first, so that
+// the extents reported are those of its current content.
+const fiemapFlagSync = 0x1
+
+// FileExtents returns the extents of the open file fd. With sync, the
+// file's dirty data is written first (otherwise recently written data shows
+// as delayed allocation, or not at all).
+func FileExtents(fd int, sync bool) ([]Extent, error) {
 	var out []Extent
 	buf := make([]byte, int(unsafe.Sizeof(fiemapHeader{}))+fiemapBatch*int(unsafe.Sizeof(fiemapExtent{})))
 	start := uint64(0)
 	for {
 		h := (*fiemapHeader)(unsafe.Pointer(&buf[0]))
 		*h = fiemapHeader{Start: start, Length: ^uint64(0) - start, ExtentCount: fiemapBatch}
+		if sync {
+			h.Flags = fiemapFlagSync
+		}
 		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocFiemap, uintptr(unsafe.Pointer(&buf[0])))
 		if e != 0 {
 			return nil, e
@@ -179,7 +188,7 @@ func TreeExtents(ctx context.Context, root string, o WalkOptions) (RangeSet, err
 			}
 			return nil, &os.PathError{Op: "open", Path: p, Err: err}
 		}
-		exts, err := FileExtents(fd)
+		exts, err := FileExtents(fd, false)
 		unix.Close(fd)
 		if err != nil {
 			return nil, &os.PathError{Op: "fiemap", Path: p, Err: err}

@@ -70,6 +70,9 @@ func SyncTree(ctx context.Context, src, dst string, prev []Entry, o CopyOptions)
 			if err := ctx.Err(); err != nil {
 				return nil, st, err
 			}
+			if o.Progress != nil {
+				o.Progress(int64(i), int64(len(entries)))
+			}
 		}
 		e := &entries[i]
 		sp, dp := filepath.Join(src, e.Rel), filepath.Join(dst, e.Rel)
@@ -145,6 +148,9 @@ func SyncTree(ctx context.Context, src, dst string, prev []Entry, o CopyOptions)
 			return nil, st, err
 		}
 	}
+	if o.Progress != nil {
+		o.Progress(int64(len(entries)), int64(len(entries)))
+	}
 	return entries, st, nil
 }
 
@@ -168,7 +174,7 @@ func syncEntry(ctx context.Context, sp, dp string, e *Entry, exists bool, dstSt 
 			}
 			same := false
 			if compare {
-				same, err = SameData(in, out)
+				same, err = SameData(in, out, o.SameFilesystem)
 				if err != nil {
 					out.Close()
 					return err

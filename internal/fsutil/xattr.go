@@ -120,7 +120,9 @@ type xattrError struct {
 	err        error
 }
 
-func (e *xattrError) Error() string { return "set xattr " + e.name + " on " + e.path + ": " + e.err.Error() }
+func (e *xattrError) Error() string {
+	return "set xattr " + e.name + " on " + e.path + ": " + e.err.Error()
+}
 func (e *xattrError) Unwrap() error { return e.err }
 
 func ignorableXattrErr(err error, isLink bool) bool {

@@ -1,0 +1,40 @@
+package provider
+
+import (
+	"context"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/linuxvss/vss/internal/fsutil"
+	"github.com/linuxvss/vss/internal/volume"
+	"github.com/linuxvss/vss/internal/vsserr"
+)
+
+// RevertTree makes the volume v identical to the shadow tree at path,
+// touching only what differs, and makes the result durable. wo filters the
+// volume (storage directories, mount points and nested subvolumes stay as
+// they are). clone shares extents with the shadow (same filesystem only);
+// sameFS says both are on one filesystem.
+func RevertTree(ctx context.Context, path string, v *volume.Volume, wo fsutil.WalkOptions, o RevertOptions, clone, sameFS bool) error {
+	if _, err := os.Stat(path); err != nil {
+		return vsserr.Wrap(vsserr.VSS_E_OBJECT_NOT_FOUND, err, "shadow copy data")
+	}
+	_, _, err := fsutil.SyncTree(ctx, path, v.Path, nil, fsutil.CopyOptions{
+		WalkOptions: wo, Clone: clone, Share: true, SameFilesystem: sameFS, Progress: o.Progress,
+	})
+	if err != nil {
+		return vsserr.Wrap(vsserr.VSS_E_PROVIDER_VETO, err, "reverting %s", v.Path)
+	}
+	return SyncFS(v.Path)
+}
+
+// SyncFS writes the dirty data of the filesystem holding path to disk.
+func SyncFS(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Syncfs(fd)
+}
