@@ -154,3 +154,61 @@ func (c Context) Valid() bool {
 	}
 	return false
 }
+
+// MarshalJSON writes the context's name.
+func (c Context) MarshalJSON() ([]byte, error) { return []byte(`"` + c.Name() + `"`), nil }
+
+// UnmarshalJSON reads a context name.
+func (c *Context) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if v, ok := ParseContext(s); ok {
+		*c = v
+		return nil
+	}
+	var x uint32
+	if _, err := fmt.Sscanf(s, "Context(0x%x)", &x); err == nil {
+		*c = Context(x)
+		return nil
+	}
+	return fmt.Errorf("unknown shadow copy context %q", s)
+}
+
+// MarshalJSON writes the attribute words as a list.
+func (a Attr) MarshalJSON() ([]byte, error) {
+	words := a.Words()
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, w := range words {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"` + w + `"`)
+	}
+	b.WriteByte(']')
+	return []byte(b.String()), nil
+}
+
+// UnmarshalJSON reads a list of attribute words.
+func (a *Attr) UnmarshalJSON(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	s = strings.TrimPrefix(strings.TrimSuffix(s, "]"), "[")
+	var v Attr
+	for _, part := range strings.Split(s, ",") {
+		w := strings.Trim(strings.TrimSpace(part), `"`)
+		if w == "" {
+			continue
+		}
+		found := false
+		for _, aw := range attrWords {
+			if aw.word == w {
+				v |= aw.bit
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("unknown shadow copy attribute %q", w)
+		}
+	}
+	*a = v
+	return nil
+}

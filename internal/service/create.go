@@ -1,0 +1,186 @@
+package service
+
+import (
+	"context"
+	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/linuxvss/vss/internal/catalog"
+	"github.com/linuxvss/vss/internal/coordinator"
+	"github.com/linuxvss/vss/internal/provider"
+	"github.com/linuxvss/vss/internal/volume"
+	"github.com/linuxvss/vss/internal/vss"
+	"github.com/linuxvss/vss/internal/vsserr"
+)
+
+// MaxVolumesPerSet is VSS's limit of volumes in one shadow copy set.
+const MaxVolumesPerSet = 64
+
+// CreateRequest asks for one shadow copy set.
+type CreateRequest struct {
+	Volumes []string `json:"volumes"`
+	// Provider forces a provider (name or GUID); "" chooses by volume type.
+	Provider string `json:"provider,omitempty"`
+	// Context of the shadows; vssadmin makes ClientAccessible ones.
+	Context vss.Context `json:"context"`
+	// AutoRetry waits this long for another set creation to end.
+	AutoRetry time.Duration `json:"autoretry,omitempty"`
+}
+
+// CreateResult is a made set.
+type CreateResult struct {
+	Set     catalog.Set
+	Shadows []catalog.Shadow
+	Timings coordinator.Timings
+	Stats   []provider.Stats
+	// Evicted are the older shadows deleted to make room.
+	Evicted []catalog.Shadow
+	// NotFrozen says, per mount point, why a filesystem a provider asked to
+	// freeze was not frozen (the shadow is then writer-consistent only).
+	NotFrozen map[string]string
+}
+
+// CreateShadowSet makes a shadow copy set of the given volumes.
+func (s *Service) CreateShadowSet(ctx context.Context, req CreateRequest) (res *CreateResult, err error) {
+	defer func() { s.auditf(ctx, "create-shadow-set", req, err) }()
+	if len(req.Volumes) == 0 {
+		return nil, vsserr.New(vsserr.E_INVALIDARG, "no volume given")
+	}
+	if len(req.Volumes) > MaxVolumesPerSet {
+		return nil, vsserr.New(vsserr.VSS_E_MAXIMUM_NUMBER_OF_VOLUMES_REACHED, "%d volumes given; a set holds at most %d", len(req.Volumes), MaxVolumesPerSet)
+	}
+	if !req.Context.Valid() {
+		return nil, vsserr.New(vsserr.VSS_E_UNSUPPORTED_CONTEXT, "context 0x%x cannot be used to create shadow copies", uint32(req.Context))
+	}
+	release, err := s.coord.Acquire(ctx, req.AutoRetry)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	plan, evicted, err := s.plan(ctx, req)
+	if err != nil {
+		return &CreateResult{Evicted: evicted}, err
+	}
+	r, err := s.coord.DoSnapshotSet(ctx, plan)
+	if err != nil {
+		return &CreateResult{Evicted: evicted}, err
+	}
+	res = &CreateResult{Set: r.Set, Shadows: r.Shadows, Timings: r.Timings, Stats: r.Stats, Evicted: evicted, NotFrozen: r.NotFrozen}
+	for _, it := range plan.Items {
+		if err := s.cat.PutVolume(catalog.Volume{ID: it.Volume.ID, Path: it.Volume.Path, FSType: it.Volume.FSType, FSUUID: it.Volume.FSUUID}); err != nil {
+			s.log.Warn("recording the volume", "err", err)
+		}
+	}
+	return res, nil
+}
+
+// plan resolves the volumes of req, picks their providers and storage, and
+// makes room in their storage.
+func (s *Service) plan(ctx context.Context, req CreateRequest) (coordinator.Plan, []catalog.Shadow, error) {
+	var evicted []catalog.Shadow
+	plan := coordinator.Plan{SetID: uuid.New(), Context: req.Context, Owner: CallerOf(ctx).Session}
+	if req.Context.Writers() && s.opts.Writers != nil {
+		plan.Writers = s.opts.Writers()
+	}
+	mounts, err := volume.Mounts()
+	if err != nil {
+		return plan, nil, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "reading the mount table")
+	}
+	seen := map[uuid.UUID]string{}
+	for _, path := range req.Volumes {
+		v, err := volume.ResolveWith(mounts, path)
+		if err != nil {
+			return plan, nil, err
+		}
+		if prev, ok := seen[v.ID]; ok {
+			return plan, nil, vsserr.New(vsserr.VSS_E_OBJECT_ALREADY_EXISTS, "volume %s is in the set twice (also as %s)", v.Path, prev)
+		}
+		seen[v.ID] = path
+		sv, err := s.storageVolume(mounts, v)
+		if err != nil {
+			return plan, nil, err
+		}
+		p, err := s.chooseProvider(ctx, req.Provider, v, sv)
+		if err != nil {
+			return plan, nil, err
+		}
+		plan.Items = append(plan.Items, coordinator.Item{
+			ShadowID: uuid.New(), Volume: v, Provider: p,
+			Storage: filepath.Join(sv.Path, provider.StorageDirName), StorageVolume: sv,
+		})
+	}
+	// A file-level provider walks everything below its volume: another
+	// volume of the set below it (not a mount of its own) would be taken
+	// twice.
+	for _, a := range plan.Items {
+		for _, b := range plan.Items {
+			if a.Volume.ID == b.Volume.ID || !volume.Within(b.Volume.Path, a.Volume.Path) {
+				continue
+			}
+			if a.Provider.Info().Method != provider.RedirectOnWrite && b.Volume.Kind != volume.KindMount {
+				return plan, nil, vsserr.New(vsserr.VSS_E_NESTED_VOLUME_LIMIT, "%s lies inside %s, which the %s provider copies whole", b.Volume.Path, a.Volume.Path, a.Provider.Info().Name)
+			}
+		}
+	}
+	// Storage directories are never part of a shadow.
+	stores, err := s.cat.Storages()
+	if err != nil {
+		return plan, nil, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "catalog")
+	}
+	var dirs []string
+	for _, it := range plan.Items {
+		dirs = append(dirs, it.Storage)
+	}
+	for _, a := range stores {
+		dirs = append(dirs, filepath.Join(a.OnPath, provider.StorageDirName))
+	}
+	for i := range plan.Items {
+		it := &plan.Items[i]
+		it.Exclude = []string{filepath.Join(it.Volume.Path, provider.StorageDirName)}
+		for _, d := range dirs {
+			if volume.Within(d, it.Volume.Path) && d != it.Exclude[0] {
+				it.Exclude = append(it.Exclude, d)
+			}
+		}
+		if err := it.Provider.InitStorage(ctx, it.Storage); err != nil {
+			return plan, nil, coordinator.ProviderError(err, it.Provider.Info().Name, "storage "+it.Storage)
+		}
+	}
+	// Make room: the oldest shadows go first.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, it := range plan.Items {
+		gone, err := s.makeRoom(ctx, it)
+		evicted = append(evicted, gone...)
+		if err != nil {
+			return plan, evicted, err
+		}
+	}
+	return plan, evicted, nil
+}
+
+// chooseProvider returns the forced provider if it supports the volume, or
+// the first provider that does.
+func (s *Service) chooseProvider(ctx context.Context, name string, v, sv *volume.Volume) (provider.Provider, error) {
+	if name != "" {
+		p, err := s.providerByName(name)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.Supports(ctx, v, sv); err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	var last error
+	for _, p := range s.providers {
+		if err := p.Supports(ctx, v, sv); err == nil {
+			return p, nil
+		} else {
+			last = err
+		}
+	}
+	return nil, vsserr.Wrap(vsserr.VSS_E_VOLUME_NOT_SUPPORTED, last, "no provider supports %s", v.Path)
+}

@@ -1,0 +1,142 @@
+package service
+
+import (
+	"context"
+	"errors"
+
+	"github.com/google/uuid"
+
+	"github.com/linuxvss/vss/internal/catalog"
+	"github.com/linuxvss/vss/internal/coordinator"
+	"github.com/linuxvss/vss/internal/volume"
+	"github.com/linuxvss/vss/internal/vsserr"
+)
+
+// PointDelete is the fault point between the catalog's deletion journal and
+// the provider's delete.
+const PointDelete = "delete"
+
+// Selection picks shadows as vssadmin and DiskShadow do.
+type Selection struct {
+	For      string    // shadows of this volume
+	ShadowID uuid.UUID // one shadow
+	SetID    uuid.UUID // one set
+	Oldest   bool      // the oldest shadow of For
+	All      bool      // all shadows (of For, if given)
+}
+
+// Select returns the shadows a selection names, without changing anything.
+// A named shadow or set that does not exist is VSS_E_OBJECT_NOT_FOUND.
+func (s *Service) Select(ctx context.Context, sel Selection) ([]catalog.Shadow, error) {
+	all, err := s.cat.Shadows()
+	if err != nil {
+		return nil, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "catalog")
+	}
+	var forID uuid.UUID
+	var forPath string
+	if sel.For != "" {
+		forPath = sel.For
+		if v, err := volume.Resolve(sel.For); err == nil {
+			forID, forPath = v.ID, v.Path
+		} else if vsserr.CodeOf(err) != vsserr.VSS_E_OBJECT_NOT_FOUND {
+			return nil, err
+		}
+	}
+	var out []catalog.Shadow
+	for _, sh := range all {
+		if sel.For != "" && sh.VolumeID != forID && sh.VolumePath != forPath {
+			continue
+		}
+		if sel.ShadowID != uuid.Nil && sh.ID != sel.ShadowID {
+			continue
+		}
+		if sel.SetID != uuid.Nil && sh.SetID != sel.SetID {
+			continue
+		}
+		out = append(out, sh)
+	}
+	switch {
+	case sel.ShadowID != uuid.Nil && len(out) == 0:
+		return nil, vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "no shadow copy with ID {%s}%s", sel.ShadowID, forSuffix(sel.For))
+	case sel.SetID != uuid.Nil && len(out) == 0:
+		return nil, vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "no shadow copy set with ID {%s}%s", sel.SetID, forSuffix(sel.For))
+	case sel.For != "" && forID == uuid.Nil && len(out) == 0:
+		return nil, vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "volume %s does not exist and has no shadow copies", sel.For)
+	}
+	if sel.Oldest && len(out) > 1 {
+		out = out[:1]
+	}
+	return out, nil
+}
+
+func forSuffix(f string) string {
+	if f == "" {
+		return ""
+	}
+	return " for " + f
+}
+
+// DeleteShadows deletes the given shadows.
+func (s *Service) DeleteShadows(ctx context.Context, ids []uuid.UUID) (n int, err error) {
+	defer func() { s.auditf(ctx, "delete-shadows", map[string]any{"ids": ids, "deleted": n}, err) }()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var shadows []catalog.Shadow
+	for _, id := range ids {
+		sh, err := s.cat.Shadow(id)
+		if err != nil {
+			return 0, err
+		}
+		shadows = append(shadows, sh)
+	}
+	if err := s.deleteShadows(ctx, shadows, "delete"); err != nil {
+		return 0, err
+	}
+	return len(shadows), nil
+}
+
+// deleteShadows deletes shadows: out of the catalog into the deletion
+// journal (one transaction), then from disk, then out of the journal. A
+// crash in between leaves the journal, and the next start finishes.
+func (s *Service) deleteShadows(ctx context.Context, shadows []catalog.Shadow, why string) error {
+	if len(shadows) == 0 {
+		return nil
+	}
+	ids := make([]uuid.UUID, len(shadows))
+	for i, sh := range shadows {
+		ids[i] = sh.ID
+	}
+	moved, err := s.cat.BeginDelete(ids)
+	if err != nil {
+		return err
+	}
+	if s.opts.Fault != nil {
+		if err := s.opts.Fault(ctx, PointDelete); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	for _, sh := range moved {
+		if err := s.removeShadow(ctx, sh); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := s.cat.FinishDelete(sh.ID); err != nil {
+			errs = append(errs, err)
+		}
+		s.log.Info("deleted shadow copy", "shadow", sh.ID, "volume", sh.VolumePath, "reason", why)
+	}
+	return errors.Join(errs...)
+}
+
+// removeShadow has the shadow's provider delete it.
+func (s *Service) removeShadow(ctx context.Context, sh catalog.Shadow) error {
+	p, err := s.providerByName(sh.Provider)
+	if err != nil {
+		return err
+	}
+	if err := p.Delete(ctx, sh.ShadowPath); err != nil {
+		return coordinator.ProviderError(err, sh.Provider, "delete "+sh.ShadowPath)
+	}
+	return nil
+}
