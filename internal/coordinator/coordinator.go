@@ -286,11 +286,11 @@ func (r *run) do(ctx context.Context) (Result, error) {
 		r.snaps[i] = snap
 	}
 	writers := r.plan.Context.Writers() && len(r.plan.Writers) > 0
+	if err := c.fault(ctx, PointPrepareSnapshot); err != nil {
+		return res, err
+	}
 	if writers {
 		r.writers = true
-		if err := c.fault(ctx, PointPrepareSnapshot); err != nil {
-			return res, err
-		}
 		for _, w := range r.plan.Writers {
 			wctx, cancel := context.WithTimeout(ctx, c.opts.FreezeTimeout)
 			err := w.PrepareSnapshot(wctx, r.info)

@@ -102,3 +102,34 @@ func (s *Service) ListWriters(ctx context.Context) ([]WriterStatus, error) {
 func (s *Service) Shadow(ctx context.Context, id uuid.UUID) (catalog.Shadow, error) {
 	return s.cat.Shadow(id)
 }
+
+// Health counts the journal entries of unfinished work: outside a running
+// operation, all are zero.
+type Health struct {
+	PendingSets int `json:"pending_sets"`
+	Deleting    int `json:"deleting"`
+	Frozen      int `json:"frozen"`
+	Reverts     int `json:"reverts"`
+}
+
+// Health reports the unfinished work in the journals.
+func (s *Service) Health(ctx context.Context) (Health, error) {
+	var h Health
+	p, err := s.cat.Pending()
+	if err != nil {
+		return h, err
+	}
+	d, err := s.cat.Deleting()
+	if err != nil {
+		return h, err
+	}
+	f, err := s.cat.Freezes()
+	if err != nil {
+		return h, err
+	}
+	r, err := s.cat.Reverts()
+	if err != nil {
+		return h, err
+	}
+	return Health{PendingSets: len(p), Deleting: len(d), Frozen: len(f), Reverts: len(r)}, nil
+}

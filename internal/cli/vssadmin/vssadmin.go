@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/linuxvss/vss/internal/config"
+	"github.com/linuxvss/vss/internal/fault"
 	"github.com/linuxvss/vss/internal/service"
 	"github.com/linuxvss/vss/internal/vss"
 	"github.com/linuxvss/vss/internal/vsserr"
@@ -188,8 +189,9 @@ func OpenBackend(ctx context.Context, g *Globals) (Backend, error) {
 	return s, err
 }
 
-// FaultHook is set by builds with fault injection (tests); nil otherwise.
-var FaultHook = func() func(context.Context, string) error { return nil }
+// FaultHook returns the fault hook of this build: VSS_FAULT with the
+// faultinject build tag (tests), nil otherwise.
+var FaultHook = fault.FromEnv
 
 func (a *app) commands() *cobra.Command {
 	root := &cobra.Command{

@@ -1,0 +1,9 @@
+//go:build !faultinject
+
+package fault
+
+// Enabled reports whether this binary obeys VSS_FAULT.
+const Enabled = false
+
+// FromEnv returns nil: production builds ignore VSS_FAULT.
+func FromEnv() Hook { return nil }
