@@ -2,11 +2,14 @@ package service
 
 import (
 	"context"
+	"errors"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/linuxvss/vss/internal/btrfsutil"
 	"github.com/linuxvss/vss/internal/catalog"
 	"github.com/linuxvss/vss/internal/coordinator"
 	"github.com/linuxvss/vss/internal/provider"
@@ -59,13 +62,20 @@ func (s *Service) CreateShadowSet(ctx context.Context, req CreateRequest) (res *
 		return nil, err
 	}
 	defer release()
-	plan, evicted, err := s.plan(ctx, req)
+	pl, err := s.plan(ctx, req)
+	defer func() { pl.undoStorage(err) }()
 	if err != nil {
-		return &CreateResult{Evicted: evicted}, err
+		return &CreateResult{Evicted: pl.evicted}, err
 	}
+	plan, evicted := pl.Plan, pl.evicted
 	r, err := s.coord.DoSnapshotSet(ctx, plan)
 	if err != nil {
 		return &CreateResult{Evicted: evicted}, err
+	}
+	for _, a := range pl.implicit {
+		if err := s.cat.PutStorage(a); err != nil {
+			s.log.Warn("recording the default shadow storage association", "err", err)
+		}
 	}
 	res = &CreateResult{Set: r.Set, Shadows: r.Shadows, Timings: r.Timings, Stats: r.Stats, Evicted: evicted, NotFrozen: r.NotFrozen}
 	for _, it := range plan.Items {
@@ -76,35 +86,63 @@ func (s *Service) CreateShadowSet(ctx context.Context, req CreateRequest) (res *
 	return res, nil
 }
 
+// planned is a plan with what making it changed on the way.
+type planned struct {
+	coordinator.Plan
+	evicted  []catalog.Shadow
+	implicit []catalog.Storage // default associations to record once the set exists
+	made     []string          // storage directories this plan created
+}
+
+// undoStorage removes the storage directories the plan created, if the set
+// failed and they are still empty, so that a failed request leaves nothing.
+func (p *planned) undoStorage(failed error) {
+	if failed == nil {
+		return
+	}
+	for _, d := range p.made {
+		if ok, _ := btrfsutil.IsSubvolume(d); ok {
+			if ents, err := os.ReadDir(d); err == nil && len(ents) == 0 {
+				_ = btrfsutil.DeleteSubvolume(d)
+			}
+			continue
+		}
+		_ = os.Remove(d) // fails, as it should, when not empty
+	}
+}
+
 // plan resolves the volumes of req, picks their providers and storage, and
 // makes room in their storage.
-func (s *Service) plan(ctx context.Context, req CreateRequest) (coordinator.Plan, []catalog.Shadow, error) {
-	var evicted []catalog.Shadow
-	plan := coordinator.Plan{SetID: uuid.New(), Context: req.Context, Owner: CallerOf(ctx).Session}
+func (s *Service) plan(ctx context.Context, req CreateRequest) (*planned, error) {
+	pl := &planned{Plan: coordinator.Plan{SetID: uuid.New(), Context: req.Context, Owner: CallerOf(ctx).Session}}
+	plan := &pl.Plan
 	if req.Context.Writers() && s.opts.Writers != nil {
 		plan.Writers = s.opts.Writers()
 	}
 	mounts, err := volume.Mounts()
 	if err != nil {
-		return plan, nil, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "reading the mount table")
+		return pl, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "reading the mount table")
 	}
 	seen := map[uuid.UUID]string{}
 	for _, path := range req.Volumes {
 		v, err := volume.ResolveWith(mounts, path)
 		if err != nil {
-			return plan, nil, err
+			return pl, err
 		}
 		if prev, ok := seen[v.ID]; ok {
-			return plan, nil, vsserr.New(vsserr.VSS_E_OBJECT_ALREADY_EXISTS, "volume %s is in the set twice (also as %s)", v.Path, prev)
+			return pl, vsserr.New(vsserr.VSS_E_OBJECT_ALREADY_EXISTS, "volume %s is in the set twice (also as %s)", v.Path, prev)
 		}
 		seen[v.ID] = path
-		sv, err := s.storageVolume(mounts, v)
+		sv, implicit, err := s.storageVolume(mounts, v)
 		if err != nil {
-			return plan, nil, err
+			return pl, err
+		}
+		if implicit != nil {
+			pl.implicit = append(pl.implicit, *implicit)
 		}
 		p, err := s.chooseProvider(ctx, req.Provider, v, sv)
 		if err != nil {
-			return plan, nil, err
+			return pl, err
 		}
 		plan.Items = append(plan.Items, coordinator.Item{
 			ShadowID: uuid.New(), Volume: v, Provider: p,
@@ -120,14 +158,14 @@ func (s *Service) plan(ctx context.Context, req CreateRequest) (coordinator.Plan
 				continue
 			}
 			if a.Provider.Info().Method != provider.RedirectOnWrite && b.Volume.Kind != volume.KindMount {
-				return plan, nil, vsserr.New(vsserr.VSS_E_NESTED_VOLUME_LIMIT, "%s lies inside %s, which the %s provider copies whole", b.Volume.Path, a.Volume.Path, a.Provider.Info().Name)
+				return pl, vsserr.New(vsserr.VSS_E_NESTED_VOLUME_LIMIT, "%s lies inside %s, which the %s provider copies whole", b.Volume.Path, a.Volume.Path, a.Provider.Info().Name)
 			}
 		}
 	}
 	// Storage directories are never part of a shadow.
 	stores, err := s.cat.Storages()
 	if err != nil {
-		return plan, nil, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "catalog")
+		return pl, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "catalog")
 	}
 	var dirs []string
 	for _, it := range plan.Items {
@@ -144,8 +182,11 @@ func (s *Service) plan(ctx context.Context, req CreateRequest) (coordinator.Plan
 				it.Exclude = append(it.Exclude, d)
 			}
 		}
+		if _, err := os.Lstat(it.Storage); errors.Is(err, os.ErrNotExist) {
+			pl.made = append(pl.made, it.Storage)
+		}
 		if err := it.Provider.InitStorage(ctx, it.Storage); err != nil {
-			return plan, nil, coordinator.ProviderError(err, it.Provider.Info().Name, "storage "+it.Storage)
+			return pl, coordinator.ProviderError(err, it.Provider.Info().Name, "storage "+it.Storage)
 		}
 	}
 	// Make room: the oldest shadows go first.
@@ -153,12 +194,12 @@ func (s *Service) plan(ctx context.Context, req CreateRequest) (coordinator.Plan
 	defer s.mu.Unlock()
 	for _, it := range plan.Items {
 		gone, err := s.makeRoom(ctx, it)
-		evicted = append(evicted, gone...)
+		pl.evicted = append(pl.evicted, gone...)
 		if err != nil {
-			return plan, evicted, err
+			return pl, err
 		}
 	}
-	return plan, evicted, nil
+	return pl, nil
 }
 
 // chooseProvider returns the forced provider if it supports the volume, or

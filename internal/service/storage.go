@@ -33,25 +33,22 @@ func (s *Service) association(v *volume.Volume) (catalog.Storage, bool, error) {
 }
 
 // storageVolume returns the volume that holds v's shadows: the one of its
-// association, or v itself (an unbounded association on itself is recorded
-// at the first shadow, as Windows makes a default one).
-func (s *Service) storageVolume(mounts []volume.Mount, v *volume.Volume) (*volume.Volume, error) {
+// association, or v itself. In that case implicit is the unbounded
+// association on itself to record once a shadow exists (Windows makes such
+// a default association at the first shadow).
+func (s *Service) storageVolume(mounts []volume.Mount, v *volume.Volume) (sv *volume.Volume, implicit *catalog.Storage, err error) {
 	a, ok, err := s.association(v)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !ok {
-		a = catalog.Storage{For: v.ID, ForPath: v.Path, On: v.ID, OnPath: v.Path, Kind: catalog.Unbounded}
-		if err := s.cat.PutStorage(a); err != nil {
-			return nil, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "catalog")
-		}
-		return v, nil
+		return v, &catalog.Storage{For: v.ID, ForPath: v.Path, On: v.ID, OnPath: v.Path, Kind: catalog.Unbounded}, nil
 	}
-	sv, err := volume.ResolveWith(mounts, a.OnPath)
+	sv, err = volume.ResolveWith(mounts, a.OnPath)
 	if err != nil || sv.ID != a.On {
-		return nil, vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "the shadow storage volume of %s (%s) is not available", v.Path, a.OnPath)
+		return nil, nil, vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "the shadow storage volume of %s (%s) is not available", v.Path, a.OnPath)
 	}
-	return sv, nil
+	return sv, nil, nil
 }
 
 // limit returns an association's limit in bytes (false: unbounded).

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs every test of the project, as root (the tests make filesystems on
+# loop devices, mount them, freeze them). Installs what the tests need.
+#
+#   sudo ./scripts/test.sh            # the default run (CI: under 20 minutes)
+#   sudo VSS_TEST_MODE=long ./scripts/test.sh   # long mode: longer fuzzing, more repetitions
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+find_go
+if [ "$(id -u)" -ne 0 ]; then
+	echo "run as root: the tests make filesystems on loop devices" >&2
+	exit 1
+fi
+need_packages mkfs.btrfs:btrfs-progs btrfs:btrfs-progs mkfs.xfs:xfsprogs mkfs.ext4:e2fsprogs losetup:mount
+modprobe loop 2>/dev/null || true
+modprobe btrfs 2>/dev/null || true
+modprobe xfs 2>/dev/null || true
+
+mode=${VSS_TEST_MODE:-short}
+case "$mode" in
+short) fuzztime=10s; count=1 ;;
+long) fuzztime=5m; count=5 ;;
+*) echo "VSS_TEST_MODE must be short or long" >&2; exit 2 ;;
+esac
+export VSS_TEST_MODE=$mode
+
+work=$(mktemp -d /tmp/vss-test.XXXXXX)
+export TMPDIR=$work
+trap 'cleanup_under "$work"; rm -rf "$work"' EXIT
+
+echo "== build and static checks"
+unformatted=$(gofmt -l . | grep -v '^api/.*\.pb\.go$' || true)
+if [ -n "$unformatted" ]; then
+	echo "not gofmt'ed:"; echo "$unformatted"; exit 1
+fi
+go vet ./...
+go build ./...
+
+echo "== tests ($mode mode)"
+go test -count="$count" -timeout 60m ./...
+
+echo "== fuzzing ($fuzztime per target)"
+grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
+	pkg=./$(dirname "${f#./}")
+	for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
+		echo "-- $pkg $target"
+		go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg"
+	done
+done
+echo "== all tests passed"
