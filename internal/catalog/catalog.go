@@ -136,9 +136,6 @@ func (c *Catalog) BeginSet(p Pending) error {
 	})
 }
 
-// UpdatePending rewrites the journal of a set being created.
-func (c *Catalog) UpdatePending(p Pending) error { return c.BeginSet(p) }
-
 // DropPending removes the journal of a set that was rolled back.
 func (c *Catalog) DropPending(setID uuid.UUID) error {
 	return c.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bPending).Delete(setID[:]) })

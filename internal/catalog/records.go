@@ -90,7 +90,6 @@ type Pending struct {
 	SetID   uuid.UUID     `json:"set_id"`
 	Started time.Time     `json:"started"`
 	Pid     int           `json:"pid"`
-	Phase   string        `json:"phase"`
 	Items   []PendingItem `json:"items"`
 }
 

@@ -56,7 +56,6 @@ var Points = []string{PointPrepare, PointPrepareSnapshot, PointEndPrepare, Point
 // Journal is what the coordinator needs of the catalog.
 type Journal interface {
 	BeginSet(catalog.Pending) error
-	UpdatePending(catalog.Pending) error
 	DropPending(uuid.UUID) error
 	CommitSet(catalog.Set, []catalog.Shadow) error
 	RecordFreeze(catalog.Freeze) error
@@ -244,7 +243,7 @@ func (c *Coordinator) DoSnapshotSet(ctx context.Context, plan Plan) (res Result,
 	start := time.Now()
 	r := &run{c: c, plan: plan, log: c.opts.Log.With("set", plan.SetID.String()), snaps: make([]provider.Snapshot, len(plan.Items))}
 	r.info = &SetInfo{ID: plan.SetID, Context: plan.Context, ShadowPaths: map[string]string{}}
-	r.pending = catalog.Pending{SetID: plan.SetID, Started: start, Pid: os.Getpid(), Phase: PointPrepare}
+	r.pending = catalog.Pending{SetID: plan.SetID, Started: start, Pid: os.Getpid()}
 	for _, it := range plan.Items {
 		r.info.Volumes = append(r.info.Volumes, it.Volume)
 		req := provider.Request{Storage: it.Storage, ShadowID: it.ShadowID}
