@@ -126,15 +126,11 @@ func (s *snapshot) EndPrepare(ctx context.Context) error {
 	return nil
 }
 
-// FreezeTarget asks for the volume's filesystem to be frozen when the
-// storage is elsewhere (the copy is written to the storage during the hold,
-// so a freeze of the same filesystem would deadlock).
-func (s *snapshot) FreezeTarget() string {
-	if s.sameFS {
-		return ""
-	}
-	return s.req.Volume.Mount.MountPoint
-}
+// FreezeTarget asks for the volume's filesystem to be frozen. The
+// coordinator refuses when the storage is on that filesystem (the copy is
+// written there during the hold: a freeze would deadlock), or when the rules
+// forbid it; the copy is then consistent for writers only.
+func (s *snapshot) FreezeTarget() string { return s.req.Volume.Mount.MountPoint }
 
 func (s *snapshot) Writes() []string { return []string{s.req.Storage} }
 
