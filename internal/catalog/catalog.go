@@ -46,6 +46,19 @@ func Open(path string) (*Catalog, error) {
 		return nil, fmt.Errorf("opening catalog %s: %w", path, err)
 	}
 	c := &Catalog{db: db}
+	ready := false
+	_ = db.View(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return nil
+			}
+		}
+		ready = string(tx.Bucket(bMeta).Get([]byte("version"))) == schemaVersion
+		return nil
+	})
+	if ready {
+		return c, nil // nothing to write: no transaction, no sync
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -144,13 +157,33 @@ func (c *Catalog) DropPending(setID uuid.UUID) error {
 // Pending lists the sets whose creation did not finish.
 func (c *Catalog) Pending() ([]Pending, error) { return all[Pending](c.db, bPending) }
 
-// CommitSet records a set and all its shadows and drops its journal, in one
-// transaction: the set is in the catalog with all its shadows, or not at all.
-func (c *Catalog) CommitSet(set Set, shadows []Shadow) error {
+// Commit is what a set's commit records besides the set and its shadows.
+type Commit struct {
+	// Volumes are the volumes of the set.
+	Volumes []Volume
+	// Storages are associations to record with the set (the default ones
+	// a first shadow makes).
+	Storages []Storage
+}
+
+// CommitSet records a set, all its shadows and what extra says, and drops
+// its journal, in one transaction: the set is in the catalog with all its
+// shadows, or not at all.
+func (c *Catalog) CommitSet(set Set, shadows []Shadow, extra Commit) error {
 	return c.db.Update(func(tx *bolt.Tx) error {
 		sb := tx.Bucket(bShadows)
 		for i := range shadows {
 			if err := put(sb, shadows[i].ID[:], shadows[i]); err != nil {
+				return err
+			}
+		}
+		for _, v := range extra.Volumes {
+			if err := put(tx.Bucket(bVolumes), v.ID[:], v); err != nil {
+				return err
+			}
+		}
+		for _, a := range extra.Storages {
+			if err := put(tx.Bucket(bStorage), storageKey(a.For, a.On), a); err != nil {
 				return err
 			}
 		}
@@ -280,11 +313,6 @@ func (c *Catalog) FinishDelete(id uuid.UUID) error {
 func (c *Catalog) Deleting() ([]Shadow, error) { return all[Shadow](c.db, bDeleting) }
 
 // ---- volumes ----
-
-// PutVolume records a volume.
-func (c *Catalog) PutVolume(v Volume) error {
-	return c.db.Update(func(tx *bolt.Tx) error { return put(tx.Bucket(bVolumes), v.ID[:], v) })
-}
 
 // Volumes lists the recorded volumes.
 func (c *Catalog) Volumes() ([]Volume, error) { return all[Volume](c.db, bVolumes) }

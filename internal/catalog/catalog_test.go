@@ -28,7 +28,7 @@ func TestSetLifecycle(t *testing.T) {
 		{ID: a, SetID: set, Created: now, Context: vss.CtxClientAccessible, Attributes: vss.CtxClientAccessible.Attr() | vss.AttrDifferential, VolumePath: "/a"},
 		{ID: b, SetID: set, Created: now, Context: vss.CtxClientAccessible, VolumePath: "/b"},
 	}
-	if err := c.CommitSet(Set{ID: set, Created: now, Count: 2, Shadows: []uuid.UUID{a, b}}, shadows); err != nil {
+	if err := c.CommitSet(Set{ID: set, Created: now, Count: 2, Shadows: []uuid.UUID{a, b}}, shadows, Commit{Volumes: []Volume{{ID: uuid.New(), Path: "/a"}}}); err != nil {
 		t.Fatal(err)
 	}
 	p, _ := c.Pending()

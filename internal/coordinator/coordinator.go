@@ -57,7 +57,7 @@ var Points = []string{PointPrepare, PointPrepareSnapshot, PointEndPrepare, Point
 type Journal interface {
 	BeginSet(catalog.Pending) error
 	DropPending(uuid.UUID) error
-	CommitSet(catalog.Set, []catalog.Shadow) error
+	CommitSet(catalog.Set, []catalog.Shadow, catalog.Commit) error
 	RecordFreeze(catalog.Freeze) error
 	ClearFreeze(path string) error
 }
@@ -145,6 +145,8 @@ type Plan struct {
 	Writers []Writer
 	// Owner is the requester session that owns auto-release shadows.
 	Owner string
+	// Storages are storage associations to record with the set.
+	Storages []catalog.Storage
 }
 
 // Timings are the measured windows of a set.
@@ -432,7 +434,11 @@ func (r *run) do(ctx context.Context) (Result, error) {
 	if err := c.fault(ctx, PointCatalogCommit); err != nil {
 		return res, err
 	}
-	if err := c.j.CommitSet(res.Set, res.Shadows); err != nil {
+	extra := catalog.Commit{Storages: r.plan.Storages}
+	for _, it := range r.plan.Items {
+		extra.Volumes = append(extra.Volumes, catalog.Volume{ID: it.Volume.ID, Path: it.Volume.Path, FSType: it.Volume.FSType, FSUUID: it.Volume.FSUUID})
+	}
+	if err := c.j.CommitSet(res.Set, res.Shadows, extra); err != nil {
 		return res, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "recording the set in the catalog")
 	}
 	r.snaps = nil // nothing to abort any more

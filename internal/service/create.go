@@ -72,26 +72,16 @@ func (s *Service) CreateShadowSet(ctx context.Context, req CreateRequest) (res *
 	if err != nil {
 		return &CreateResult{Evicted: evicted}, err
 	}
-	for _, a := range pl.implicit {
-		if err := s.cat.PutStorage(a); err != nil {
-			s.log.Warn("recording the default shadow storage association", "err", err)
-		}
-	}
+
 	res = &CreateResult{Set: r.Set, Shadows: r.Shadows, Timings: r.Timings, Stats: r.Stats, Evicted: evicted, NotFrozen: r.NotFrozen}
-	for _, it := range plan.Items {
-		if err := s.cat.PutVolume(catalog.Volume{ID: it.Volume.ID, Path: it.Volume.Path, FSType: it.Volume.FSType, FSUUID: it.Volume.FSUUID}); err != nil {
-			s.log.Warn("recording the volume", "err", err)
-		}
-	}
 	return res, nil
 }
 
 // planned is a plan with what making it changed on the way.
 type planned struct {
 	coordinator.Plan
-	evicted  []catalog.Shadow
-	implicit []catalog.Storage // default associations to record once the set exists
-	made     []string          // storage directories this plan created
+	evicted []catalog.Shadow
+	made    []string // storage directories this plan created
 }
 
 // undoStorage removes the storage directories the plan created, if the set
@@ -138,7 +128,8 @@ func (s *Service) plan(ctx context.Context, req CreateRequest) (*planned, error)
 			return pl, err
 		}
 		if implicit != nil {
-			pl.implicit = append(pl.implicit, *implicit)
+			// Recorded with the set, in the same transaction.
+			plan.Storages = append(plan.Storages, *implicit)
 		}
 		p, err := s.chooseProvider(ctx, req.Provider, v, sv)
 		if err != nil {

@@ -104,15 +104,17 @@ func (s *Service) recover(ctx context.Context) error {
 	if err != nil {
 		return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "catalog")
 	}
-	var release []catalog.Shadow
+	var release, keep []catalog.Shadow
 	for _, sh := range shadows {
 		if sh.Context.AutoRelease() {
 			release = append(release, sh)
 			rec.Released = append(rec.Released, sh.ID)
+		} else {
+			keep = append(keep, sh)
 		}
 	}
 	errs = append(errs, s.deleteShadows(ctx, release, "auto-release at start"))
-	errs = append(errs, s.sweep(ctx))
+	errs = append(errs, s.sweep(ctx, keep))
 	if err := errors.Join(errs...); err != nil {
 		return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "recovering the state of %s", s.cfg.StateDir)
 	}
@@ -140,12 +142,13 @@ func removeAny(path string) error {
 	return nil
 }
 
-// sweep makes the storage directories and the catalog agree: an entry of a
-// storage directory that no shadow, set in progress or deletion accounts
-// for is removed, and a shadow whose data has vanished from a mounted
-// storage volume is dropped from the catalog.
-func (s *Service) sweep(ctx context.Context) error {
-	shadows, err := s.cat.Shadows()
+// sweep makes the storage directories and the catalog (whose shadows are
+// given) agree: an entry of a storage directory that no shadow accounts for
+// is removed, and a shadow whose data has vanished from a mounted storage
+// volume is dropped from the catalog. It runs after the journals have been
+// settled, so no set is in progress and no deletion is pending.
+func (s *Service) sweep(ctx context.Context, shadows []catalog.Shadow) error {
+	mounts, err := volume.Mounts()
 	if err != nil {
 		return err
 	}
@@ -168,7 +171,7 @@ func (s *Service) sweep(ctx context.Context) error {
 	for dir, on := range dirs {
 		// Only a storage volume that is mounted where it was says anything
 		// about the shadows on it.
-		sv, err := volume.Resolve(filepath.Dir(dir))
+		sv, err := volume.ResolveWith(mounts, filepath.Dir(dir))
 		if err != nil || sv.ID != on {
 			s.log.Warn("shadow storage volume not available; not checked", "storage", dir)
 			continue
