@@ -297,10 +297,12 @@ func TestAbortAtEveryPoint(t *testing.T) {
 func TestCommitLimit(t *testing.T) {
 	ext4 := testutil.NewFS(t, "ext4", 0)
 	other := testutil.NewFS(t, "ext4", 0)
+	held := make(chan time.Time, 1)
 	ts := open(t, func(o *service.Options) {
 		o.Config.CommitTimeout.Duration = 500 * time.Millisecond
 		o.Fault = func(ctx context.Context, point string) error {
 			if point == coordinator.PointHold {
+				held <- time.Now()
 				time.Sleep(3 * time.Second) // ignores ctx, like a stuck provider
 			}
 			return nil
@@ -316,15 +318,17 @@ func TestCommitLimit(t *testing.T) {
 		_, err := ts.CreateShadowSet(ctx, service.CreateRequest{Volumes: []string{ext4.Dir}, Context: vss.CtxClientAccessible})
 		errc <- err
 	}()
-	// The volume must be frozen for a moment, then thawed at the limit,
-	// well before the 3 s commit ends.
-	time.Sleep(200 * time.Millisecond)
-	start := time.Now()
+	// The volume is frozen when the hold begins, and must be thawed at the
+	// limit, well before the 3 s commit ends.
+	start := <-held
+	if writable(ext4.Dir, 100*time.Millisecond) {
+		t.Fatal("the volume is not frozen during the hold")
+	}
 	if !writable(ext4.Dir, 2*time.Second) {
 		t.Fatal("the volume stayed frozen past the commit limit")
 	}
 	if w := time.Since(start); w > 1500*time.Millisecond {
-		t.Errorf("thawed %v after the freeze; the limit is 500 ms", w)
+		t.Errorf("thawed %v after the hold began; the limit is 500 ms", w)
 	}
 	requireCode(t, <-errc, vsserr.VSS_E_HOLD_WRITES_TIMEOUT)
 	if n := len(ts.shadows()); n != 0 {
