@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,7 +20,7 @@ import (
 	"github.com/linuxvss/vss/internal/vsserr"
 )
 
-const schemaVersion = "1"
+const schemaVersion = "2"
 
 var (
 	bMeta      = []byte("meta")
@@ -34,9 +35,16 @@ var (
 	allBuckets = [][]byte{bMeta, bShadows, bSets, bVolumes, bStorage, bPending, bFreezes, bDeleting, bReverts}
 )
 
-// Catalog is an open catalog.
+// Catalog is an open catalog. It keeps the shadow records in memory once
+// read (only this process writes the file: bbolt locks it), so listing and
+// planning do not decode them again.
 type Catalog struct {
 	db *bolt.DB
+
+	mu      sync.Mutex
+	loaded  bool
+	shadows map[uuid.UUID]Shadow
+	sorted  []Shadow // nil when it must be rebuilt
 }
 
 // Open opens (or creates) the catalog file at path.
@@ -170,10 +178,10 @@ type Commit struct {
 // its journal, in one transaction: the set is in the catalog with all its
 // shadows, or not at all.
 func (c *Catalog) CommitSet(set Set, shadows []Shadow, extra Commit) error {
-	return c.db.Update(func(tx *bolt.Tx) error {
+	err := c.db.Update(func(tx *bolt.Tx) error {
 		sb := tx.Bucket(bShadows)
 		for i := range shadows {
-			if err := put(sb, shadows[i].ID[:], shadows[i]); err != nil {
+			if err := sb.Put(shadows[i].ID[:], marshalShadow(&shadows[i])); err != nil {
 				return err
 			}
 		}
@@ -192,6 +200,47 @@ func (c *Catalog) CommitSet(set Set, shadows []Shadow, extra Commit) error {
 		}
 		return tx.Bucket(bPending).Delete(set.ID[:])
 	})
+	if err == nil {
+		c.cached(func(m map[uuid.UUID]Shadow) {
+			for _, s := range shadows {
+				m[s.ID] = s
+			}
+		})
+	}
+	return err
+}
+
+// load reads every shadow record into the cache, once.
+func (c *Catalog) load() error {
+	if c.loaded {
+		return nil
+	}
+	m := map[uuid.UUID]Shadow{}
+	err := c.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bShadows).ForEach(func(k, v []byte) error {
+			s, err := unmarshalShadow(v)
+			if err != nil {
+				return fmt.Errorf("catalog record %x: %w", k, err)
+			}
+			m[s.ID] = s
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	c.shadows, c.loaded, c.sorted = m, true, nil
+	return nil
+}
+
+// cached applies a committed change to the cache (if it is loaded).
+func (c *Catalog) cached(change func(map[uuid.UUID]Shadow)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.loaded {
+		change(c.shadows)
+		c.sorted = nil
+	}
 }
 
 // ---- shadows ----
@@ -199,12 +248,19 @@ func (c *Catalog) CommitSet(set Set, shadows []Shadow, extra Commit) error {
 // Shadows returns every shadow, ordered by creation time (then set, then
 // volume path).
 func (c *Catalog) Shadows() ([]Shadow, error) {
-	out, err := all[Shadow](c.db, bShadows)
-	if err != nil {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.load(); err != nil {
 		return nil, err
 	}
-	SortShadows(out)
-	return out, nil
+	if c.sorted == nil {
+		c.sorted = make([]Shadow, 0, len(c.shadows))
+		for _, s := range c.shadows {
+			c.sorted = append(c.sorted, s)
+		}
+		SortShadows(c.sorted)
+	}
+	return append([]Shadow(nil), c.sorted...), nil
 }
 
 // SortShadows orders shadows by creation time, set and volume path.
@@ -223,28 +279,31 @@ func SortShadows(s []Shadow) {
 
 // Shadow returns one shadow.
 func (c *Catalog) Shadow(id uuid.UUID) (Shadow, error) {
-	var s Shadow
-	var ok bool
-	err := c.db.View(func(tx *bolt.Tx) error {
-		var err error
-		s, ok, err = get[Shadow](tx.Bucket(bShadows), id[:])
-		return err
-	})
-	if err == nil && !ok {
-		err = vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "no shadow copy with ID {%s}", id)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.load(); err != nil {
+		return Shadow{}, err
 	}
-	return s, err
+	s, ok := c.shadows[id]
+	if !ok {
+		return s, vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "no shadow copy with ID {%s}", id)
+	}
+	return s, nil
 }
 
 // UpdateShadow rewrites a shadow's record (exposure, owner).
 func (c *Catalog) UpdateShadow(s Shadow) error {
-	return c.db.Update(func(tx *bolt.Tx) error {
+	err := c.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bShadows)
 		if b.Get(s.ID[:]) == nil {
 			return vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "no shadow copy with ID {%s}", s.ID)
 		}
-		return put(b, s.ID[:], s)
+		return b.Put(s.ID[:], marshalShadow(&s))
 	})
+	if err == nil {
+		c.cached(func(m map[uuid.UUID]Shadow) { m[s.ID] = s })
+	}
+	return err
 }
 
 // Sets returns every set.
@@ -260,14 +319,15 @@ func (c *Catalog) BeginDelete(ids []uuid.UUID) ([]Shadow, error) {
 	err := c.db.Update(func(tx *bolt.Tx) error {
 		sb, db, setb := tx.Bucket(bShadows), tx.Bucket(bDeleting), tx.Bucket(bSets)
 		for _, id := range ids {
-			s, ok, err := get[Shadow](sb, id[:])
-			if err != nil {
-				return err
-			}
-			if !ok {
+			rec := sb.Get(id[:])
+			if rec == nil {
 				return vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "no shadow copy with ID {%s}", id)
 			}
-			if err := put(db, id[:], s); err != nil {
+			s, err := unmarshalShadow(rec)
+			if err != nil {
+				return fmt.Errorf("catalog record %x: %w", id[:], err)
+			}
+			if err := db.Put(id[:], marshalShadow(&s)); err != nil {
 				return err
 			}
 			if err := sb.Delete(id[:]); err != nil {
@@ -301,6 +361,11 @@ func (c *Catalog) BeginDelete(ids []uuid.UUID) ([]Shadow, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.cached(func(m map[uuid.UUID]Shadow) {
+		for _, s := range moved {
+			delete(m, s.ID)
+		}
+	})
 	return moved, nil
 }
 
@@ -310,7 +375,20 @@ func (c *Catalog) FinishDelete(id uuid.UUID) error {
 }
 
 // Deleting lists the shadows whose deletion did not finish.
-func (c *Catalog) Deleting() ([]Shadow, error) { return all[Shadow](c.db, bDeleting) }
+func (c *Catalog) Deleting() ([]Shadow, error) {
+	var out []Shadow
+	err := c.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bDeleting).ForEach(func(k, v []byte) error {
+			s, err := unmarshalShadow(v)
+			if err != nil {
+				return fmt.Errorf("catalog record %x: %w", k, err)
+			}
+			out = append(out, s)
+			return nil
+		})
+	})
+	return out, err
+}
 
 // ---- volumes ----
 

@@ -98,3 +98,43 @@ func TestSchemaVersion(t *testing.T) {
 		t.Fatal("a catalog of another schema version was opened")
 	}
 }
+
+func TestShadowCodec(t *testing.T) {
+	s := Shadow{
+		ID: uuid.New(), SetID: uuid.New(), SetCount: 3, VolumeID: uuid.New(), VolumePath: "/srv/dätä with space",
+		VolumeName: `\\?\Volume{x}\`, ShadowPath: "/srv/.vss/x", StoragePath: "/srv/.vss", StorageVolumeID: uuid.New(),
+		Provider: "btrfs", ProviderID: uuid.New(), Created: time.Unix(1795624559, 414127288).UTC(),
+		Context: vss.CtxClientAccessible, Attributes: vss.CtxClientAccessible.Attr() | vss.AttrPlex,
+		OriginatingMachine: "a", ServiceMachine: "b", ExposedName: "/mnt/x", ExposedPath: "/mnt/x", CrashConsistent: true, Owner: "s1",
+	}
+	b := marshalShadow(&s)
+	got, err := unmarshalShadow(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(s, got); d != "" {
+		t.Fatalf("(-want +got):\n%s", d)
+	}
+	for i := 0; i < len(b); i++ {
+		if _, err := unmarshalShadow(b[:i]); err == nil {
+			t.Fatalf("a record cut at %d bytes decoded", i)
+		}
+	}
+	if _, err := unmarshalShadow(append(b, 0)); err == nil {
+		t.Fatal("trailing bytes accepted")
+	}
+}
+
+func FuzzShadowCodec(f *testing.F) {
+	f.Add(marshalShadow(&Shadow{ID: uuid.New(), VolumePath: "/x", Created: time.Unix(1, 2)}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := unmarshalShadow(b)
+		if err != nil {
+			return
+		}
+		back, err := unmarshalShadow(marshalShadow(&s))
+		if err != nil || !cmp.Equal(s, back) {
+			t.Fatalf("a decoded record does not survive a round trip: %v", err)
+		}
+	})
+}
