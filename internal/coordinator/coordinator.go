@@ -155,7 +155,7 @@ type Timings struct {
 	Freeze  time.Duration // first Freeze sent to last Thaw answered
 	Flush   time.Duration
 	Hold    time.Duration // freeze of the filesystems (or first commit) to release
-	Total   time.Duration
+	Total   time.Duration // the whole request (the service adds its planning)
 }
 
 // Result is a made set.

@@ -47,6 +47,7 @@ type CreateResult struct {
 
 // CreateShadowSet makes a shadow copy set of the given volumes.
 func (s *Service) CreateShadowSet(ctx context.Context, req CreateRequest) (res *CreateResult, err error) {
+	start := time.Now()
 	defer func() { s.auditf(ctx, "create-shadow-set", req, err) }()
 	if len(req.Volumes) == 0 {
 		return nil, vsserr.New(vsserr.E_INVALIDARG, "no volume given")
@@ -74,6 +75,7 @@ func (s *Service) CreateShadowSet(ctx context.Context, req CreateRequest) (res *
 	}
 
 	res = &CreateResult{Set: r.Set, Shadows: r.Shadows, Timings: r.Timings, Stats: r.Stats, Evicted: evicted, NotFrozen: r.NotFrozen}
+	res.Timings.Total = time.Since(start) // with the planning and the making of room
 	return res, nil
 }
 

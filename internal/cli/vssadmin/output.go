@@ -85,10 +85,23 @@ func (a *app) printCreate(res *service.CreateResult) error {
 
 func (a *app) printShadows(shadows []catalog.Shadow) error {
 	if a.json() {
-		if shadows == nil {
-			shadows = []catalog.Shadow{}
+		// One object a line, written by the fast encoder: listings can hold
+		// thousands of shadows.
+		b := make([]byte, 0, 64+len(shadows)*900)
+		b = append(b, '[')
+		for i := range shadows {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, "\n  "...)
+			b = catalog.AppendShadowJSON(b, &shadows[i])
 		}
-		return a.printJSON(shadows)
+		if len(shadows) > 0 {
+			b = append(b, '\n')
+		}
+		b = append(b, "]\n"...)
+		_, err := a.out().Write(b)
+		return err
 	}
 	if len(shadows) == 0 {
 		return a.noItems()
