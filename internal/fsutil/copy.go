@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -176,7 +177,7 @@ func parallel(ctx context.Context, n, workers int, fn func(int) error) error {
 func copyEntry(src, dst string, e *Entry, o CopyOptions, st *Stats) error {
 	switch e.Type() {
 	case unix.S_IFREG:
-		n, sst, err := copyFile(src, dst, o)
+		n, err := copyFile(src, dst, o)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil // removed since the walk
 		}
@@ -185,8 +186,7 @@ func copyEntry(src, dst string, e *Entry, o CopyOptions, st *Stats) error {
 		}
 		st.Files++
 		st.Bytes += n
-		// The metadata of the moment the data was taken, not of the walk.
-		return applyMeta(src, dst, &sst, false)
+		return nil
 	case unix.S_IFLNK:
 		target, err := os.Readlink(src)
 		if errors.Is(err, os.ErrNotExist) {
@@ -206,27 +206,67 @@ func copyEntry(src, dst string, e *Entry, o CopyOptions, st *Stats) error {
 	return applyMeta(src, dst, &e.Stat, false)
 }
 
-// copyFile creates dst with src's data. It returns the bytes copied and the
-// stat of src taken when it was opened.
-func copyFile(src, dst string, o CopyOptions) (int64, unix.Stat_t, error) {
-	var sst unix.Stat_t
+// copyFile creates dst with src's data and metadata, the metadata of the
+// moment the data was taken (not of the walk). It works on file
+// descriptors: no path is looked up twice.
+func copyFile(src, dst string, o CopyOptions) (int64, error) {
 	in, err := openSrc(src)
 	if err != nil {
-		return 0, sst, err
+		return 0, err
 	}
 	defer in.Close()
+	var sst unix.Stat_t
 	if err := unix.Fstat(int(in.Fd()), &sst); err != nil {
-		return 0, sst, err
+		return 0, err
 	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return 0, sst, err
+		return 0, err
 	}
 	n, err := fillFile(out, in, sst.Size, o)
+	if err == nil {
+		err = applyMetaFd(in, out, &sst)
+	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
-	return n, sst, err
+	return n, err
+}
+
+// applyMetaFd gives the new regular file out the owner, extended
+// attributes, mode and times of in (whose stat is st).
+func applyMetaFd(in, out *os.File, st *unix.Stat_t) error {
+	ofd := int(out.Fd())
+	if err := unix.Fchown(ofd, int(st.Uid), int(st.Gid)); err != nil {
+		return &os.PathError{Op: "fchown", Path: out.Name(), Err: err}
+	}
+	xs, err := fdXattrs(int(in.Fd()))
+	if err != nil {
+		return &os.PathError{Op: "flistxattr", Path: in.Name(), Err: err}
+	}
+	for _, x := range xs {
+		if err := unix.Fsetxattr(ofd, x.Name, x.Value, 0); err != nil {
+			return &xattrError{path: out.Name(), name: x.Name, err: err}
+		}
+	}
+	if err := unix.Fchmod(ofd, st.Mode&0o7777); err != nil {
+		return &os.PathError{Op: "fchmod", Path: out.Name(), Err: err}
+	}
+	if err := futimens(ofd, st.Atim, st.Mtim); err != nil {
+		return &os.PathError{Op: "futimens", Path: out.Name(), Err: err}
+	}
+	return nil
+}
+
+// futimens sets the access and modification times of an open file
+// (utimensat with a NULL path), to the nanosecond.
+func futimens(fd int, atime, mtime unix.Timespec) error {
+	ts := [2]unix.Timespec{atime, mtime}
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 func fillFile(out, in *os.File, size int64, o CopyOptions) (int64, error) {

@@ -194,10 +194,11 @@ func UpdateData(ctx context.Context, dst, src *os.File, size int64) (int64, erro
 				return written, err
 			}
 			if b != a || !bytes.Equal((*sb)[:a], (*db)[:a]) {
-				if _, err := dst.WriteAt((*sb)[:a], p); err != nil {
+				n, err := writeDiff(dst, (*sb)[:a], (*db)[:b], p)
+				written += n
+				if err != nil {
 					return written, err
 				}
-				written += int64(a)
 			}
 			p += int64(a)
 		}
@@ -212,6 +213,39 @@ func UpdateData(ctx context.Context, dst, src *os.File, size int64) (int64, erro
 		}
 	}
 	return written, nil
+}
+
+// diffBlock is the granularity at which UpdateData writes what differs.
+const diffBlock = 4096
+
+// writeDiff writes to f at pos the blocks of want that differ from have
+// (what f holds there now, possibly shorter), in runs of adjacent blocks.
+func writeDiff(f *os.File, want, have []byte, pos int64) (int64, error) {
+	var written int64
+	runStart := -1
+	flush := func(end int) error {
+		if runStart < 0 {
+			return nil
+		}
+		if _, err := f.WriteAt(want[runStart:end], pos+int64(runStart)); err != nil {
+			return err
+		}
+		written += int64(end - runStart)
+		runStart = -1
+		return nil
+	}
+	for off := 0; off < len(want); off += diffBlock {
+		end := min(off+diffBlock, len(want))
+		same := end <= len(have) && bytes.Equal(want[off:end], have[off:end])
+		if same {
+			if err := flush(off); err != nil {
+				return written, err
+			}
+		} else if runStart < 0 {
+			runStart = off
+		}
+	}
+	return written, flush(len(want))
 }
 
 func writeZeros(f *os.File, off, n int64) error {

@@ -110,3 +110,56 @@ func TestRangeSet(t *testing.T) {
 		t.Fatalf("union = %v", u)
 	}
 }
+
+// TestUpdateDataWritesOnlyWhatDiffers: a 4 KiB change in a 4 MiB file costs
+// one 4 KiB write, a grown file its new tail, a shrunk one a truncation.
+func TestUpdateDataWritesOnlyWhatDiffers(t *testing.T) {
+	dir := t.TempDir()
+	data := testutil.RandomBytes(1, 4<<20)
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	for _, p := range []string{src, dst} {
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update := func() int64 {
+		in, err := os.Open(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
+		out, err := os.OpenFile(dst, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		fi, _ := in.Stat()
+		n, err := fsutil.UpdateData(context.Background(), out, in, fi.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := os.ReadFile(src)
+		b, _ := os.ReadFile(dst)
+		if string(a) != string(b) {
+			t.Fatal("dst differs from src after UpdateData")
+		}
+		return n
+	}
+	if n := update(); n != 0 {
+		t.Fatalf("identical files: wrote %d", n)
+	}
+	copy(data[3<<20+100:], "changed")
+	copy(data[12345:], "another change")
+	os.WriteFile(src, data, 0o644)
+	if n := update(); n != 2*4096 {
+		t.Fatalf("two small changes: wrote %d bytes, want 8192", n)
+	}
+	os.WriteFile(src, append(data, make([]byte, 10000)...), 0o644)
+	if n := update(); n > 3*4096 {
+		t.Fatalf("grown by 10000 bytes: wrote %d", n)
+	}
+	os.WriteFile(src, data[:1000], 0o644)
+	if n := update(); n != 0 {
+		t.Fatalf("shrunk: wrote %d", n)
+	}
+}

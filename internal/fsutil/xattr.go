@@ -131,3 +131,60 @@ func ignorableXattrErr(err error, isLink bool) bool {
 	}
 	return false
 }
+
+// fdXattrs returns the extended attributes of an open file.
+func fdXattrs(fd int) ([]Xattr, error) {
+	for {
+		size, err := unix.Flistxattr(fd, nil)
+		if err != nil {
+			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+				return nil, nil
+			}
+			return nil, err
+		}
+		if size == 0 {
+			return nil, nil
+		}
+		buf := make([]byte, size)
+		n, err := unix.Flistxattr(fd, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var out []Xattr
+		for _, name := range bytes.Split(buf[:n], []byte{0}) {
+			if len(name) == 0 || xfsACLMirror[string(name)] {
+				continue
+			}
+			v, err := fdGetXattr(fd, string(name))
+			if errors.Is(err, unix.ENODATA) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, Xattr{Name: string(name), Value: v})
+		}
+		return out, nil
+	}
+}
+
+func fdGetXattr(fd int, name string) ([]byte, error) {
+	for {
+		n, err := unix.Fgetxattr(fd, name, nil)
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, n)
+		m, err := unix.Fgetxattr(fd, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:m], nil
+	}
+}
