@@ -64,58 +64,93 @@ func openSrc(path string) (*os.File, error) {
 // CopyTree copies the tree at src to dst, which must not exist yet. It
 // returns the entries of src as they were stat'ed before their data was
 // copied (the manifest SyncTree takes to bring dst up to date later).
+//
+// The walk and the copy overlap: the walker makes each directory as it
+// meets it and hands the other entries to workers at once.
 func CopyTree(ctx context.Context, src, dst string, o CopyOptions) ([]Entry, Stats, error) {
 	var st Stats
-	entries, err := Walk(ctx, src, o.WalkOptions)
-	if err != nil {
-		return nil, st, err
+	var root unix.Stat_t
+	if err := unix.Lstat(src, &root); err != nil {
+		return nil, st, &os.PathError{Op: "lstat", Path: src, Err: err}
 	}
-	st.Entries = int64(len(entries))
-	if !entries[0].IsDir() {
+	if root.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, st, fmt.Errorf("copy %s: not a directory", src)
 	}
 	if err := os.Mkdir(dst, 0o700); err != nil {
 		return nil, st, err
 	}
-	// Directories first, in pre-order, so that every parent exists.
-	for i := 1; i < len(entries); i++ {
-		if entries[i].IsDir() {
-			if err := os.Mkdir(filepath.Join(dst, entries[i].Rel), 0o700); err != nil {
-				return nil, st, err
-			}
-		}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workers := o.Workers
+	if workers <= 0 {
+		workers = 2 * runtime.NumCPU()
 	}
-	// Then everything else in parallel; hard links after their first path.
-	primary := map[uint64]int{}
-	var work, links []int
-	for i := 1; i < len(entries); i++ {
-		e := &entries[i]
-		if e.IsDir() {
-			continue
-		}
-		if e.Type() != unix.S_IFDIR && e.Stat.Nlink > 1 {
+	type job struct {
+		rel  string
+		stat unix.Stat_t
+	}
+	jobs := make(chan job, 4096)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var firstErr error
+	fail := func(err error) {
+		once.Do(func() { firstErr = err; cancel() })
+	}
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if ctx.Err() != nil {
+					continue // drain
+				}
+				var ls Stats
+				e := Entry{Rel: j.rel, Stat: j.stat}
+				if err := copyEntry(filepath.Join(src, j.rel), filepath.Join(dst, j.rel), &e, o, &ls); err != nil {
+					fail(err)
+				}
+				st.add(&ls)
+			}
+		}()
+	}
+	var entries []Entry
+	primary := map[uint64]string{}
+	var links []Entry
+	werr := WalkFunc(ctx, src, o.WalkOptions, func(e *Entry) error {
+		entries = append(entries, *e)
+		switch {
+		case e.Rel == ".":
+		case e.IsDir():
+			// Made by the walker, before anything inside it is queued.
+			return os.Mkdir(filepath.Join(dst, e.Rel), 0o700)
+		case e.Stat.Nlink > 1:
 			if _, ok := primary[e.Stat.Ino]; ok {
-				links = append(links, i)
-				continue
+				links = append(links, *e)
+				return nil
 			}
-			primary[e.Stat.Ino] = i
+			primary[e.Stat.Ino] = e.Rel
+			fallthrough
+		default:
+			select {
+			case jobs <- job{e.Rel, e.Stat}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
-		work = append(work, i)
-	}
-	err = parallel(ctx, len(work), o.Workers, func(k int) error {
-		e := &entries[work[k]]
-		var ls Stats
-		err := copyEntry(filepath.Join(src, e.Rel), filepath.Join(dst, e.Rel), e, o, &ls)
-		st.add(&ls)
-		return err
+		return nil
 	})
-	if err != nil {
-		return nil, st, err
+	close(jobs)
+	wg.Wait()
+	st.Entries = int64(len(entries))
+	if firstErr != nil {
+		return nil, st, firstErr
 	}
-	for _, i := range links {
-		e := &entries[i]
-		p := entries[primary[e.Stat.Ino]]
-		if err := os.Link(filepath.Join(dst, p.Rel), filepath.Join(dst, e.Rel)); err != nil {
+	if werr != nil {
+		return nil, st, werr
+	}
+	// Hard links, once their first path exists.
+	for _, e := range links {
+		if err := os.Link(filepath.Join(dst, primary[e.Stat.Ino]), filepath.Join(dst, e.Rel)); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue // the primary vanished while we copied
 			}
@@ -134,43 +169,6 @@ func CopyTree(ctx context.Context, src, dst string, o CopyOptions) ([]Entry, Sta
 		}
 	}
 	return entries, st, nil
-}
-
-// parallel runs fn(0..n-1) on workers goroutines and returns the first error.
-func parallel(ctx context.Context, n, workers int, fn func(int) error) error {
-	if workers <= 0 {
-		workers = 2 * runtime.NumCPU()
-	}
-	if workers > n {
-		workers = n
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var next atomic.Int64
-	var once sync.Once
-	var first error
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				k := int(next.Add(1) - 1)
-				if k >= n || ctx.Err() != nil {
-					return
-				}
-				if err := fn(k); err != nil {
-					once.Do(func() { first = err; cancel() })
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if first != nil {
-		return first
-	}
-	return ctx.Err()
 }
 
 // copyEntry creates dst as a copy of the non-directory src.

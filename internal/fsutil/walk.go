@@ -47,20 +47,30 @@ type WalkOptions struct {
 // contents, names sorted). It does not follow symbolic links.
 func Walk(ctx context.Context, root string, o WalkOptions) ([]Entry, error) {
 	var out []Entry
-	var st unix.Stat_t
-	now := coarseNow()
-	if err := unix.Lstat(root, &st); err != nil {
-		return nil, &os.PathError{Op: "lstat", Path: root, Err: err}
-	}
-	out = append(out, Entry{Rel: ".", Stat: st, StatTime: now})
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return out, nil
-	}
-	err := walkDir(ctx, root, ".", o, &out)
+	err := WalkFunc(ctx, root, o, func(e *Entry) error {
+		out = append(out, *e)
+		return nil
+	})
 	return out, err
 }
 
-func walkDir(ctx context.Context, root, rel string, o WalkOptions, out *[]Entry) error {
+// WalkFunc calls fn for every entry of the tree under root in pre-order,
+// the root (".") first. An error from fn stops the walk.
+func WalkFunc(ctx context.Context, root string, o WalkOptions, fn func(*Entry) error) error {
+	e := Entry{Rel: ".", StatTime: coarseNow()}
+	if err := unix.Lstat(root, &e.Stat); err != nil {
+		return &os.PathError{Op: "lstat", Path: root, Err: err}
+	}
+	if err := fn(&e); err != nil {
+		return err
+	}
+	if !e.IsDir() {
+		return nil
+	}
+	return walkDir(ctx, root, ".", o, fn)
+}
+
+func walkDir(ctx context.Context, root, rel string, o WalkOptions, fn func(*Entry) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -94,9 +104,11 @@ func walkDir(ctx context.Context, root, rel string, o WalkOptions, out *[]Entry)
 		if e.IsDir() && o.SkipContents != nil && o.SkipContents(crel) {
 			e.SkipContents = true
 		}
-		*out = append(*out, e)
+		if err := fn(&e); err != nil {
+			return err
+		}
 		if e.IsDir() && !e.SkipContents {
-			if err := walkDir(ctx, root, crel, o, out); err != nil {
+			if err := walkDir(ctx, root, crel, o, fn); err != nil {
 				if errors.Is(err, unix.ENOENT) {
 					continue
 				}
