@@ -7,6 +7,7 @@
 package catalog
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -246,7 +247,9 @@ func (c *Catalog) cached(change func(map[uuid.UUID]Shadow)) {
 // ---- shadows ----
 
 // Shadows returns every shadow, ordered by creation time (then set, then
-// volume path).
+// volume path). The slice is shared with the catalog's cache and with the
+// other callers: read it, never modify it (copy what you change). A change
+// of the catalog makes a new slice; it never writes into a returned one.
 func (c *Catalog) Shadows() ([]Shadow, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -260,7 +263,7 @@ func (c *Catalog) Shadows() ([]Shadow, error) {
 		}
 		SortShadows(c.sorted)
 	}
-	return append([]Shadow(nil), c.sorted...), nil
+	return c.sorted[:len(c.sorted):len(c.sorted)], nil
 }
 
 // SortShadows orders shadows by creation time, set and volume path.
@@ -271,7 +274,7 @@ func SortShadows(s []Shadow) {
 			return a.Created.Before(b.Created)
 		}
 		if a.SetID != b.SetID {
-			return a.SetID.String() < b.SetID.String()
+			return bytes.Compare(a.SetID[:], b.SetID[:]) < 0
 		}
 		return a.VolumePath < b.VolumePath
 	})

@@ -340,7 +340,7 @@ func (r *run) do(ctx context.Context) (Result, error) {
 	// Flush: what the applications wrote reaches the disk before the hold,
 	// so the hold (and a btrfs snapshot's own flush) is short.
 	tf := time.Now()
-	if err := r.flush(ctx); err != nil {
+	if err := r.flush(ctx, targets); err != nil {
 		return res, err
 	}
 	res.Timings.Flush = time.Since(tf)
@@ -510,18 +510,20 @@ func (r *run) freezeTargets() (targets []string, why map[string]string) {
 	return targets, why
 }
 
-// flush writes every volume's dirty data to disk, bounded by the commit
-// limit (VSS_E_FLUSH_WRITES_TIMEOUT).
-func (r *run) flush(ctx context.Context) error {
+// flush writes the dirty data of the filesystems about to be frozen to disk,
+// so that the freeze (which writes it itself otherwise) is short; it is
+// bounded by the commit limit (VSS_E_FLUSH_WRITES_TIMEOUT). Filesystems that
+// are not frozen are not flushed here: their providers' commits write what
+// they capture themselves (a btrfs snapshot flushes its subvolume, a clone
+// its file), and a separate flush would only cost a second transaction.
+func (r *run) flush(ctx context.Context, targets []string) error {
+	if len(targets) == 0 {
+		return nil
+	}
 	done := make(chan error, 1)
 	go func() {
-		seen := map[uint64]bool{}
-		for _, it := range r.plan.Items {
-			if seen[it.Volume.Mount.Dev()] {
-				continue
-			}
-			seen[it.Volume.Mount.Dev()] = true
-			if err := provider.SyncFS(it.Volume.Path); err != nil {
+		for _, t := range targets {
+			if err := provider.SyncFS(t); err != nil {
 				done <- err
 				return
 			}

@@ -42,6 +42,9 @@ func (s *Service) Select(ctx context.Context, sel Selection) ([]catalog.Shadow, 
 			return nil, err
 		}
 	}
+	if sel.For == "" && sel.ShadowID == uuid.Nil && sel.SetID == uuid.Nil {
+		return all, nil // everything, as read
+	}
 	var out []catalog.Shadow
 	for _, sh := range all {
 		if sel.For != "" && sh.VolumeID != forID && sh.VolumePath != forPath {

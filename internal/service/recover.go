@@ -121,6 +121,19 @@ func (s *Service) recover(ctx context.Context) error {
 	return nil
 }
 
+// readNames lists a directory's names (none when it does not exist).
+func readNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
 // removePath deletes what a provider may have left at path.
 func (s *Service) removePath(ctx context.Context, providerName, path string) error {
 	if p, err := s.providerByName(providerName); err == nil {
@@ -156,11 +169,12 @@ func (s *Service) sweep(ctx context.Context, shadows []catalog.Shadow) error {
 	if err != nil {
 		return err
 	}
-	known := map[string]bool{}
+	byID := make(map[uuid.UUID]*catalog.Shadow, len(shadows))
 	dirs := map[string]uuid.UUID{} // storage dir → storage volume ID
-	byDir := map[string][]catalog.Shadow{}
-	for _, sh := range shadows {
-		known[sh.ShadowPath] = true
+	byDir := map[string][]*catalog.Shadow{}
+	for i := range shadows {
+		sh := &shadows[i]
+		byID[sh.ID] = sh
 		dirs[sh.StoragePath] = sh.StorageVolumeID
 		byDir[sh.StoragePath] = append(byDir[sh.StoragePath], sh)
 	}
@@ -176,23 +190,23 @@ func (s *Service) sweep(ctx context.Context, shadows []catalog.Shadow) error {
 			s.log.Warn("shadow storage volume not available; not checked", "storage", dir)
 			continue
 		}
-		ents, err := os.ReadDir(dir)
-		if errors.Is(err, os.ErrNotExist) {
-			ents = nil
-		} else if err != nil {
+		names, err := readNames(dir)
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		present := map[string]bool{}
-		for _, e := range ents {
-			p := filepath.Join(dir, e.Name())
-			present[p] = true
-			if known[p] {
-				continue
-			}
-			if _, err := uuid.Parse(e.Name()); err != nil && !strings.HasPrefix(e.Name(), ".vss-tmp-") {
+		present := make(map[uuid.UUID]bool, len(names))
+		for _, name := range names {
+			id, err := uuid.Parse(name)
+			if err == nil {
+				if sh, ok := byID[id]; ok && sh.StoragePath == dir {
+					present[id] = true
+					continue
+				}
+			} else if !strings.HasPrefix(name, ".vss-tmp-") {
 				continue // not ours
 			}
+			p := dir + "/" + name
 			if err := removeAny(p); err != nil {
 				errs = append(errs, err)
 				continue
@@ -200,9 +214,9 @@ func (s *Service) sweep(ctx context.Context, shadows []catalog.Shadow) error {
 			s.recovered.Orphans = append(s.recovered.Orphans, p)
 			s.log.Warn("removed an orphan shadow copy", "path", p)
 		}
-		var missing []catalog.Shadow
+		var missing []*catalog.Shadow
 		for _, sh := range byDir[dir] {
-			if !present[sh.ShadowPath] {
+			if !present[sh.ID] {
 				missing = append(missing, sh)
 			}
 		}
