@@ -65,8 +65,8 @@ run cat "$mnt/accounts.db"
 
 bold "The shadow copy kept the point in time"
 run vssadmin list shadows /for="$mnt"
-shadow=$(vssadmin list shadows /for="$mnt" --format json | sed -n 's/.*"shadow_volume": "\(.*\)".*/\1/p' | head -1)
-id=$(vssadmin list shadows /for="$mnt" --format json | sed -n 's/.*"id": "\(.*\)".*/\1/p' | head -1)
+shadow=$(vssadmin list shadows /for="$mnt" --format json | sed -n 's/.*"shadow_volume": *"\([^"]*\)".*/\1/p' | head -1)
+id=$(vssadmin list shadows /for="$mnt" --format json | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -1)
 run cat "$shadow/accounts.db"
 run ls -l "$shadow"
 run vssadmin list shadowstorage /for="$mnt"
