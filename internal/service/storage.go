@@ -299,31 +299,6 @@ func (s *Service) resolvePair(ctx context.Context, forPath, onPath string) (*vol
 	return nil, nil, vsserr.Wrap(vsserr.VSS_E_VOLUME_NOT_SUPPORTED, errors.Join(reasons...), "no provider can keep the shadow copies of %s on %s", forV.Path, onV.Path)
 }
 
-// findAssociation resolves forPath/onPath to an existing association.
-func (s *Service) findAssociation(forPath, onPath string) (catalog.Storage, error) {
-	forV, err := volume.Resolve(forPath)
-	if err != nil {
-		return catalog.Storage{}, err
-	}
-	a, ok, err := s.association(forV)
-	if err != nil {
-		return a, err
-	}
-	if !ok {
-		return a, vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "%s has no shadow storage association", forV.Path)
-	}
-	if onPath != "" {
-		onV, err := volume.Resolve(onPath)
-		if err != nil {
-			return a, err
-		}
-		if onV.ID != a.On {
-			return a, vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "%s has no shadow storage association on %s (it is on %s)", forV.Path, onV.Path, a.OnPath)
-		}
-	}
-	return a, nil
-}
-
 // ResizeShadowStorage changes an association's limit; shadows that no longer
 // fit are deleted, oldest first (as Windows warns, copies may disappear).
 func (s *Service) ResizeShadowStorage(ctx context.Context, forPath, onPath string, max config.MaxSize) (evicted []catalog.Shadow, err error) {
@@ -332,10 +307,18 @@ func (s *Service) ResizeShadowStorage(ctx context.Context, forPath, onPath strin
 	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, err := s.findAssociation(forPath, onPath)
+	as, err := s.associations(forPath, onPath)
 	if err != nil {
 		return nil, err
 	}
+	if len(as) == 0 {
+		on := ""
+		if onPath != "" {
+			on = " on " + onPath
+		}
+		return nil, vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "%s has no shadow storage association%s", forPath, on)
+	}
+	a := as[0] // a volume has one association
 	forV, err := volume.Resolve(a.ForPath)
 	if err != nil {
 		return nil, err
@@ -404,8 +387,12 @@ func (s *Service) ListShadowStorage(ctx context.Context, forPath, onPath string)
 // StorageShadows returns the shadows an association holds (what deleting it
 // deletes).
 func (s *Service) StorageShadows(ctx context.Context, forPath, onPath string) ([]catalog.Shadow, error) {
+	as, err := s.associations(forPath, onPath)
+	if err != nil {
+		return nil, err
+	}
 	var out []catalog.Shadow
-	for _, a := range s.associations(forPath, onPath) {
+	for _, a := range as {
 		sh, err := s.shadowsOn(a.For, a.On)
 		if err != nil {
 			return nil, err
@@ -415,8 +402,14 @@ func (s *Service) StorageShadows(ctx context.Context, forPath, onPath string) ([
 	return out, nil
 }
 
-func (s *Service) associations(forPath, onPath string) []catalog.Storage {
-	all, _ := s.cat.Storages()
+// associations returns the associations for forPath (on onPath, if given).
+// A volume that is not mounted any more is matched by its recorded path, so
+// that its association can still be deleted.
+func (s *Service) associations(forPath, onPath string) ([]catalog.Storage, error) {
+	all, err := s.cat.Storages()
+	if err != nil {
+		return nil, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "catalog")
+	}
 	forV, ferr := volume.Resolve(forPath)
 	var onV *volume.Volume
 	if onPath != "" {
@@ -432,7 +425,7 @@ func (s *Service) associations(forPath, onPath string) []catalog.Storage {
 			out = append(out, a)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // DeleteShadowStorage deletes the associations of forPath (on onPath, or
@@ -443,7 +436,10 @@ func (s *Service) DeleteShadowStorage(ctx context.Context, forPath, onPath strin
 	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	as := s.associations(forPath, onPath)
+	as, err := s.associations(forPath, onPath)
+	if err != nil {
+		return nil, err
+	}
 	if len(as) == 0 {
 		return nil, vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "no shadow storage association for %s", forPath)
 	}
