@@ -26,6 +26,7 @@ esac
 export VSS_TEST_MODE=$mode
 
 work=$(mktemp -d /tmp/vss-test.XXXXXX)
+chmod 755 "$work" # tests run programs as another user from directories below it
 export TMPDIR=$work
 trap 'cleanup_under "$work"; rm -rf "$work"' EXIT
 
