@@ -4,7 +4,6 @@
 package btrfsutil
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,7 +19,7 @@ const (
 	// TopLevelID is the ID of the top-level subvolume.
 	TopLevelID = 5
 
-	subvolRDONLY = 1 << 1
+	subvolRDONLY = 1 << 1 // BTRFS_SUBVOL_RDONLY
 
 	volNameMax    = 4087 // BTRFS_PATH_NAME_MAX
 	subvolNameMax = 4039 // BTRFS_SUBVOL_NAME_MAX
@@ -52,13 +51,11 @@ func iow(nr, size uintptr) uintptr  { return 1<<30 | size<<16 | ioctlMagic<<8 | 
 func iowr(nr, size uintptr) uintptr { return 3<<30 | size<<16 | ioctlMagic<<8 | nr }
 
 var (
-	iocSnapDestroy            = iow(15, unsafe.Sizeof(volArgs{}))
-	iocSubvolCreate           = iow(14, unsafe.Sizeof(volArgs{}))
-	iocSnapCreateV2           = iow(23, unsafe.Sizeof(volArgsV2{}))
-	iocInoLookup              = iowr(18, unsafe.Sizeof(inoLookupArgs{}))
-	iocSubvolGetflags uintptr = 2<<30 | 8<<16 | ioctlMagic<<8 | 25 // _IOR(0x94, 25, __u64)
-	iocSubvolSetflags uintptr = 1<<30 | 8<<16 | ioctlMagic<<8 | 26 // _IOW(0x94, 26, __u64)
-	iocSync           uintptr = ioctlMagic<<8 | 8                  // _IO(0x94, 8)
+	iocSnapDestroy          = iow(15, unsafe.Sizeof(volArgs{}))
+	iocSubvolCreate         = iow(14, unsafe.Sizeof(volArgs{}))
+	iocSnapCreateV2         = iow(23, unsafe.Sizeof(volArgsV2{}))
+	iocInoLookup            = iowr(18, unsafe.Sizeof(inoLookupArgs{}))
+	iocSync         uintptr = ioctlMagic<<8 | 8 // _IO(0x94, 8)
 )
 
 func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {
@@ -179,42 +176,6 @@ func DeleteSubvolume(path string) error {
 	return nil
 }
 
-// ReadOnly reports whether the subvolume at path is read-only.
-func ReadOnly(path string) (bool, error) {
-	fd, err := openDir(path)
-	if err != nil {
-		return false, err
-	}
-	defer unix.Close(fd)
-	var flags uint64
-	if err := ioctl(fd, iocSubvolGetflags, unsafe.Pointer(&flags)); err != nil {
-		return false, &os.PathError{Op: "btrfs subvolume get flags", Path: path, Err: err}
-	}
-	return flags&subvolRDONLY != 0, nil
-}
-
-// SetReadOnly sets or clears the read-only flag of the subvolume at path.
-func SetReadOnly(path string, ro bool) error {
-	fd, err := openDir(path)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	var flags uint64
-	if err := ioctl(fd, iocSubvolGetflags, unsafe.Pointer(&flags)); err != nil {
-		return &os.PathError{Op: "btrfs subvolume get flags", Path: path, Err: err}
-	}
-	if ro {
-		flags |= subvolRDONLY
-	} else {
-		flags &^= subvolRDONLY
-	}
-	if err := ioctl(fd, iocSubvolSetflags, unsafe.Pointer(&flags)); err != nil {
-		return &os.PathError{Op: "btrfs subvolume set flags", Path: path, Err: err}
-	}
-	return nil
-}
-
 // Sync commits the current transaction of the filesystem holding path, which
 // also lets the cleaner reclaim deleted subvolumes.
 func Sync(path string) error {
@@ -245,6 +206,3 @@ func FSID(path string) ([16]byte, error) {
 	copy(id[:], args[16:32])
 	return id, nil
 }
-
-// ErrNotSubvolume is returned when a path that should be a subvolume is not.
-var ErrNotSubvolume = errors.New("not a btrfs subvolume")

@@ -23,8 +23,23 @@ var xfsACLMirror = map[string]bool{"trusted.SGI_ACL_FILE": true, "trusted.SGI_AC
 // symbolic link), sorted by name. A filesystem without xattr support gives
 // none.
 func ListXattrs(path string) ([]Xattr, error) {
-	size, err := unix.Llistxattr(path, nil)
+	return readXattrs(
+		func(buf []byte) (int, error) { return unix.Llistxattr(path, buf) },
+		func(name string, buf []byte) (int, error) { return unix.Lgetxattr(path, name, buf) })
+}
+
+// fdXattrs returns the extended attributes of an open file.
+func fdXattrs(fd int) ([]Xattr, error) {
+	return readXattrs(
+		func(buf []byte) (int, error) { return unix.Flistxattr(fd, buf) },
+		func(name string, buf []byte) (int, error) { return unix.Fgetxattr(fd, name, buf) })
+}
+
+// readXattrs lists and reads extended attributes with the given calls
+// (path- or descriptor-based), retrying when they grow meanwhile.
+func readXattrs(list func([]byte) (int, error), get func(string, []byte) (int, error)) ([]Xattr, error) {
 	for {
+		size, err := list(nil)
 		if err != nil {
 			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
 				return nil, nil
@@ -35,24 +50,23 @@ func ListXattrs(path string) ([]Xattr, error) {
 			return nil, nil
 		}
 		buf := make([]byte, size)
-		n, lerr := unix.Llistxattr(path, buf)
-		if errors.Is(lerr, unix.ERANGE) {
-			size, err = unix.Llistxattr(path, nil)
+		n, err := list(buf)
+		if errors.Is(err, unix.ERANGE) {
 			continue
 		}
-		if lerr != nil {
-			return nil, lerr
+		if err != nil {
+			return nil, err
 		}
 		var out []Xattr
 		for _, name := range bytes.Split(buf[:n], []byte{0}) {
 			if len(name) == 0 || xfsACLMirror[string(name)] {
 				continue
 			}
-			v, err := getXattr(path, string(name))
+			v, err := readXattr(string(name), get)
+			if errors.Is(err, unix.ENODATA) {
+				continue // removed meanwhile
+			}
 			if err != nil {
-				if errors.Is(err, unix.ENODATA) {
-					continue
-				}
 				return nil, err
 			}
 			out = append(out, Xattr{Name: string(name), Value: v})
@@ -62,14 +76,14 @@ func ListXattrs(path string) ([]Xattr, error) {
 	}
 }
 
-func getXattr(path, name string) ([]byte, error) {
+func readXattr(name string, get func(string, []byte) (int, error)) ([]byte, error) {
 	for {
-		n, err := unix.Lgetxattr(path, name, nil)
+		n, err := get(name, nil)
 		if err != nil {
 			return nil, err
 		}
 		buf := make([]byte, n)
-		m, err := unix.Lgetxattr(path, name, buf)
+		m, err := get(name, buf)
 		if errors.Is(err, unix.ERANGE) {
 			continue
 		}
@@ -130,61 +144,4 @@ func ignorableXattrErr(err error, isLink bool) bool {
 		return true // user.* is not allowed on symbolic links
 	}
 	return false
-}
-
-// fdXattrs returns the extended attributes of an open file.
-func fdXattrs(fd int) ([]Xattr, error) {
-	for {
-		size, err := unix.Flistxattr(fd, nil)
-		if err != nil {
-			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
-				return nil, nil
-			}
-			return nil, err
-		}
-		if size == 0 {
-			return nil, nil
-		}
-		buf := make([]byte, size)
-		n, err := unix.Flistxattr(fd, buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		var out []Xattr
-		for _, name := range bytes.Split(buf[:n], []byte{0}) {
-			if len(name) == 0 || xfsACLMirror[string(name)] {
-				continue
-			}
-			v, err := fdGetXattr(fd, string(name))
-			if errors.Is(err, unix.ENODATA) {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, Xattr{Name: string(name), Value: v})
-		}
-		return out, nil
-	}
-}
-
-func fdGetXattr(fd int, name string) ([]byte, error) {
-	for {
-		n, err := unix.Fgetxattr(fd, name, nil)
-		if err != nil {
-			return nil, err
-		}
-		buf := make([]byte, n)
-		m, err := unix.Fgetxattr(fd, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:m], nil
-	}
 }

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +28,24 @@ func RevertTree(ctx context.Context, path string, v *volume.Volume, wo fsutil.Wa
 		return vsserr.Wrap(vsserr.VSS_E_PROVIDER_VETO, err, "reverting %s", v.Path)
 	}
 	return SyncFS(v.Path)
+}
+
+// CheckFree returns VSS_E_OBJECT_ALREADY_EXISTS when something is already
+// at the request's shadow path (Prepare never overwrites).
+func CheckFree(req *Request) error {
+	if _, err := os.Lstat(req.Path()); err == nil {
+		return vsserr.New(vsserr.VSS_E_OBJECT_ALREADY_EXISTS, "%s already exists", req.Path())
+	}
+	return nil
+}
+
+// RemoveTree removes a file-level shadow (or what an aborted one left); a
+// path that does not exist is not an error.
+func RemoveTree(path string) error {
+	if err := os.RemoveAll(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return vsserr.Wrap(vsserr.VSS_E_PROVIDER_VETO, err, "removing %s", path)
+	}
+	return nil
 }
 
 // SyncFS writes the dirty data of the filesystem holding path to disk.

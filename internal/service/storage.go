@@ -307,16 +307,9 @@ func (s *Service) ResizeShadowStorage(ctx context.Context, forPath, onPath strin
 	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	as, err := s.associations(forPath, onPath)
+	as, err := s.existingAssociations(forPath, onPath)
 	if err != nil {
 		return nil, err
-	}
-	if len(as) == 0 {
-		on := ""
-		if onPath != "" {
-			on = " on " + onPath
-		}
-		return nil, vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "%s has no shadow storage association%s", forPath, on)
 	}
 	a := as[0] // a volume has one association
 	forV, err := volume.Resolve(a.ForPath)
@@ -428,6 +421,20 @@ func (s *Service) associations(forPath, onPath string) ([]catalog.Storage, error
 	return out, nil
 }
 
+// existingAssociations is associations, with VSS_E_OBJECT_NOT_FOUND when
+// there is none.
+func (s *Service) existingAssociations(forPath, onPath string) ([]catalog.Storage, error) {
+	as, err := s.associations(forPath, onPath)
+	if err == nil && len(as) == 0 {
+		on := ""
+		if onPath != "" {
+			on = " on " + onPath
+		}
+		err = vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "%s has no shadow storage association%s", forPath, on)
+	}
+	return as, err
+}
+
 // DeleteShadowStorage deletes the associations of forPath (on onPath, or
 // all), with every shadow they hold.
 func (s *Service) DeleteShadowStorage(ctx context.Context, forPath, onPath string) (deleted []catalog.Shadow, err error) {
@@ -436,12 +443,9 @@ func (s *Service) DeleteShadowStorage(ctx context.Context, forPath, onPath strin
 	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	as, err := s.associations(forPath, onPath)
+	as, err := s.existingAssociations(forPath, onPath)
 	if err != nil {
 		return nil, err
-	}
-	if len(as) == 0 {
-		return nil, vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "no shadow storage association for %s", forPath)
 	}
 	for _, a := range as {
 		shadows, err := s.shadowsOn(a.For, a.On)

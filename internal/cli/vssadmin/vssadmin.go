@@ -389,44 +389,29 @@ func (a *app) listShadows() *cobra.Command {
 }
 
 func (a *app) listWriters() *cobra.Command {
-	return leaf("writers", "list subscribed volume shadow copy writers", func(ctx context.Context) error {
-		b, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		ws, err := b.ListWriters(ctx)
-		if err != nil {
-			return err
-		}
-		return a.printWriters(ws)
-	})
+	return listCmd(a, "writers", "list subscribed volume shadow copy writers", Backend.ListWriters, a.printWriters)
 }
 
 func (a *app) listProviders() *cobra.Command {
-	return leaf("providers", "list registered volume shadow copy providers", func(ctx context.Context) error {
-		b, err := a.open(ctx)
-		if err != nil {
-			return err
-		}
-		ps, err := b.ListProviders(ctx)
-		if err != nil {
-			return err
-		}
-		return a.printProviders(ps)
-	})
+	return listCmd(a, "providers", "list registered volume shadow copy providers", Backend.ListProviders, a.printProviders)
 }
 
 func (a *app) listVolumes() *cobra.Command {
-	return leaf("volumes", "list volumes eligible for shadow copies", func(ctx context.Context) error {
+	return listCmd(a, "volumes", "list volumes eligible for shadow copies", Backend.ListVolumes, a.printVolumes)
+}
+
+// listCmd is a listing without options: ask the backend, print the answer.
+func listCmd[T any](a *app, use, short string, get func(Backend, context.Context) (T, error), print func(T) error) *cobra.Command {
+	return leaf(use, short, func(ctx context.Context) error {
 		b, err := a.open(ctx)
 		if err != nil {
 			return err
 		}
-		vs, err := b.ListVolumes(ctx)
+		v, err := get(b, ctx)
 		if err != nil {
 			return err
 		}
-		return a.printVolumes(vs)
+		return print(v)
 	})
 }
 
@@ -520,27 +505,45 @@ func (a *app) deleteShadows() *cobra.Command {
 	return c
 }
 
+// storageArgs checks and resolves the /for, /on and /maxsize of add and
+// resize shadowstorage, and opens the backend.
+func (a *app) storageArgs(ctx context.Context, verb, forv, on, maxsize string) (Backend, string, string, config.MaxSize, error) {
+	m := config.MaxSize{Unbounded: true}
+	if forv == "" || on == "" {
+		return nil, "", "", m, usagef("%s shadowstorage needs /for=PATH and /on=PATH", verb)
+	}
+	if maxsize != "" {
+		var err error
+		if m, err = config.ParseMaxSize(maxsize); err != nil {
+			return nil, "", "", m, err
+		}
+	}
+	b, err := a.open(ctx)
+	if err != nil {
+		return nil, "", "", m, err
+	}
+	if forv, err = a.volumeArg(ctx, b, forv); err != nil {
+		return nil, "", "", m, err
+	}
+	if on, err = a.volumeArg(ctx, b, on); err != nil {
+		return nil, "", "", m, err
+	}
+	return b, forv, on, m, nil
+}
+
+func storageFlags(c *cobra.Command, forv, on, maxsize *string) *cobra.Command {
+	f := c.Flags()
+	f.StringVar(forv, "for", "", "volume whose shadow copies are stored")
+	f.StringVar(on, "on", "", "volume that stores them")
+	f.StringVar(maxsize, "maxsize", "", "limit: bytes with KB, MB, GB, TB suffix, a percentage, or UNBOUNDED")
+	return c
+}
+
 func (a *app) addShadowStorage() *cobra.Command {
 	var forv, on, maxsize string
-	c := leaf("shadowstorage", "add a new volume shadow copy storage association", func(ctx context.Context) error {
-		if forv == "" || on == "" {
-			return usagef("add shadowstorage needs /for=PATH and /on=PATH")
-		}
-		m := config.MaxSize{Unbounded: true}
-		if maxsize != "" {
-			var err error
-			if m, err = config.ParseMaxSize(maxsize); err != nil {
-				return err
-			}
-		}
-		b, err := a.open(ctx)
+	return storageFlags(leaf("shadowstorage", "add a new volume shadow copy storage association", func(ctx context.Context) error {
+		b, forv, on, m, err := a.storageArgs(ctx, "add", forv, on, maxsize)
 		if err != nil {
-			return err
-		}
-		if forv, err = a.volumeArg(ctx, b, forv); err != nil {
-			return err
-		}
-		if on, err = a.volumeArg(ctx, b, on); err != nil {
 			return err
 		}
 		if err := b.AddShadowStorage(ctx, forv, on, m); err != nil {
@@ -551,35 +554,14 @@ func (a *app) addShadowStorage() *cobra.Command {
 		}
 		fmt.Fprintln(a.out(), "Successfully added the shadow copy storage association")
 		return nil
-	})
-	f := c.Flags()
-	f.StringVar(&forv, "for", "", "volume whose shadow copies are stored")
-	f.StringVar(&on, "on", "", "volume that stores them")
-	f.StringVar(&maxsize, "maxsize", "", "limit: bytes with KB, MB, GB, TB suffix, a percentage, or UNBOUNDED")
-	return c
+	}), &forv, &on, &maxsize)
 }
 
 func (a *app) resizeShadowStorage() *cobra.Command {
 	var forv, on, maxsize string
-	c := leaf("shadowstorage", "resize a volume shadow copy storage association", func(ctx context.Context) error {
-		if forv == "" || on == "" {
-			return usagef("resize shadowstorage needs /for=PATH and /on=PATH")
-		}
-		m := config.MaxSize{Unbounded: true}
-		if maxsize != "" {
-			var err error
-			if m, err = config.ParseMaxSize(maxsize); err != nil {
-				return err
-			}
-		}
-		b, err := a.open(ctx)
+	return storageFlags(leaf("shadowstorage", "resize a volume shadow copy storage association", func(ctx context.Context) error {
+		b, forv, on, m, err := a.storageArgs(ctx, "resize", forv, on, maxsize)
 		if err != nil {
-			return err
-		}
-		if forv, err = a.volumeArg(ctx, b, forv); err != nil {
-			return err
-		}
-		if on, err = a.volumeArg(ctx, b, on); err != nil {
 			return err
 		}
 		evicted, err := b.ResizeShadowStorage(ctx, forv, on, m)
@@ -594,12 +576,7 @@ func (a *app) resizeShadowStorage() *cobra.Command {
 			fmt.Fprintf(a.out(), "%d shadow copies were deleted to fit the new maximum size.\n", len(evicted))
 		}
 		return nil
-	})
-	f := c.Flags()
-	f.StringVar(&forv, "for", "", "volume whose shadow copies are stored")
-	f.StringVar(&on, "on", "", "volume that stores them")
-	f.StringVar(&maxsize, "maxsize", "", "limit: bytes with KB, MB, GB, TB suffix, a percentage, or UNBOUNDED")
-	return c
+	}), &forv, &on, &maxsize)
 }
 
 func (a *app) deleteShadowStorage() *cobra.Command {

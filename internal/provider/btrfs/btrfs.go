@@ -92,8 +92,8 @@ type snapshot struct {
 
 // Prepare begins a shadow.
 func (p *Provider) Prepare(ctx context.Context, req provider.Request) (provider.Snapshot, error) {
-	if _, err := os.Lstat(req.Path()); err == nil {
-		return nil, vsserr.New(vsserr.VSS_E_OBJECT_ALREADY_EXISTS, "%s already exists", req.Path())
+	if err := provider.CheckFree(&req); err != nil {
+		return nil, err
 	}
 	return &snapshot{p: p, req: req}, nil
 }

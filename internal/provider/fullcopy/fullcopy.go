@@ -86,8 +86,8 @@ type snapshot struct {
 
 // Prepare begins a shadow.
 func (p *Provider) Prepare(ctx context.Context, req provider.Request) (provider.Snapshot, error) {
-	if _, err := os.Lstat(req.Path()); err == nil {
-		return nil, vsserr.New(vsserr.VSS_E_OBJECT_ALREADY_EXISTS, "%s already exists", req.Path())
+	if err := provider.CheckFree(&req); err != nil {
+		return nil, err
 	}
 	wo, err := provider.WalkOptions(req.Volume.Path, req.Exclude)
 	if err != nil {
@@ -160,7 +160,7 @@ func (s *snapshot) PostCommit(ctx context.Context) error {
 }
 
 func (s *snapshot) Abort(ctx context.Context) error {
-	return removeTree(s.req.Path())
+	return provider.RemoveTree(s.req.Path())
 }
 
 func (s *snapshot) Stats() provider.Stats { return s.stats }
@@ -170,14 +170,7 @@ func (p *Provider) Delete(ctx context.Context, path string) error {
 	p.mu.Lock()
 	delete(p.usage, path)
 	p.mu.Unlock()
-	return removeTree(path)
-}
-
-func removeTree(path string) error {
-	if err := os.RemoveAll(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return vsserr.Wrap(vsserr.VSS_E_PROVIDER_VETO, err, "removing %s", path)
-	}
-	return nil
+	return provider.RemoveTree(path)
 }
 
 // Revert copies the shadow back over the volume, touching only what differs.

@@ -9,7 +9,6 @@ package reflink
 
 import (
 	"context"
-	"errors"
 	"os"
 
 	"github.com/google/uuid"
@@ -78,8 +77,8 @@ type snapshot struct {
 
 // Prepare begins a shadow.
 func (p *Provider) Prepare(ctx context.Context, req provider.Request) (provider.Snapshot, error) {
-	if _, err := os.Lstat(req.Path()); err == nil {
-		return nil, vsserr.New(vsserr.VSS_E_OBJECT_ALREADY_EXISTS, "%s already exists", req.Path())
+	if err := provider.CheckFree(&req); err != nil {
+		return nil, err
 	}
 	wo, err := provider.WalkOptions(req.Volume.Path, req.Exclude)
 	if err != nil {
@@ -111,20 +110,13 @@ func (s *snapshot) Commit(ctx context.Context) error {
 // PostCommit makes the clones durable before the catalog records them.
 func (s *snapshot) PostCommit(ctx context.Context) error { return provider.SyncFS(s.req.Path()) }
 
-func (s *snapshot) Abort(ctx context.Context) error { return remove(s.req.Path()) }
+func (s *snapshot) Abort(ctx context.Context) error { return provider.RemoveTree(s.req.Path()) }
 func (s *snapshot) Stats() provider.Stats           { return s.stats }
-
-func remove(path string) error {
-	if err := os.RemoveAll(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return vsserr.Wrap(vsserr.VSS_E_PROVIDER_VETO, err, "removing %s", path)
-	}
-	return nil
-}
 
 // Delete removes a shadow.
 func (p *Provider) Delete(ctx context.Context, path string) error {
 	p.usage.Forget(path)
-	return remove(path)
+	return provider.RemoveTree(path)
 }
 
 // Revert clones the shadow's files back over the volume where they differ.
