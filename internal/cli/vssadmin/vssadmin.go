@@ -298,6 +298,29 @@ func (a *app) volumeArg(ctx context.Context, b Backend, s string) (string, error
 	return s, nil
 }
 
+// selection parses /for, /shadow and /set (the IDs before anything is
+// opened, so that a malformed one changes nothing) and opens the backend.
+func (a *app) selection(ctx context.Context, forv, shadow, set string) (Backend, service.Selection, error) {
+	var sel service.Selection
+	var err error
+	if shadow != "" {
+		if sel.ShadowID, err = parseID("shadow copy", shadow); err != nil {
+			return nil, sel, err
+		}
+	}
+	if set != "" {
+		if sel.SetID, err = parseID("shadow copy set", set); err != nil {
+			return nil, sel, err
+		}
+	}
+	b, err := a.open(ctx)
+	if err != nil {
+		return nil, sel, err
+	}
+	sel.For, err = a.volumeArg(ctx, b, forv)
+	return b, sel, err
+}
+
 // confirm asks a yes/no question (default no); /quiet answers yes.
 func (a *app) confirm(question string) bool {
 	if a.quiet {
@@ -357,23 +380,8 @@ func (a *app) createShadow() *cobra.Command {
 func (a *app) listShadows() *cobra.Command {
 	var forv, shadow, set string
 	c := leaf("shadows", "list existing volume shadow copies", func(ctx context.Context) error {
-		sel := service.Selection{}
-		var err error
-		if shadow != "" {
-			if sel.ShadowID, err = parseID("shadow copy", shadow); err != nil {
-				return err
-			}
-		}
-		if set != "" {
-			if sel.SetID, err = parseID("shadow copy set", set); err != nil {
-				return err
-			}
-		}
-		b, err := a.open(ctx)
+		b, sel, err := a.selection(ctx, forv, shadow, set)
 		if err != nil {
-			return err
-		}
-		if sel.For, err = a.volumeArg(ctx, b, forv); err != nil {
 			return err
 		}
 		shadows, err := b.ListShadows(ctx, sel)
@@ -458,20 +466,11 @@ func (a *app) deleteShadows() *cobra.Command {
 		if oldest && forv == "" {
 			return usagef("/oldest needs /for=PATH")
 		}
-		sel := service.Selection{Oldest: oldest, All: all}
-		var err error
-		if shadow != "" {
-			if sel.ShadowID, err = parseID("shadow copy", shadow); err != nil {
-				return err
-			}
-		}
-		b, err := a.open(ctx)
+		b, sel, err := a.selection(ctx, forv, shadow, "")
 		if err != nil {
 			return err
 		}
-		if sel.For, err = a.volumeArg(ctx, b, forv); err != nil {
-			return err
-		}
+		sel.Oldest, sel.All = oldest, all
 		shadows, err := b.Select(ctx, sel)
 		if err != nil {
 			return err
