@@ -17,32 +17,17 @@ import (
 
 	"github.com/linuxvss/vss/internal/apiclient"
 	"github.com/linuxvss/vss/internal/apiserver"
-	"github.com/linuxvss/vss/internal/catalog"
+	"github.com/linuxvss/vss/internal/cli/vssadmin"
 	"github.com/linuxvss/vss/internal/config"
-	"github.com/linuxvss/vss/internal/provider"
 	"github.com/linuxvss/vss/internal/service"
 	"github.com/linuxvss/vss/internal/testutil"
 	"github.com/linuxvss/vss/internal/vss"
 	"github.com/linuxvss/vss/internal/vsserr"
 )
 
-// backend is what the tests call on both the service and the client.
-type backend interface {
-	CreateShadowSet(ctx context.Context, req service.CreateRequest) (*service.CreateResult, error)
-	ListShadows(ctx context.Context, sel service.Selection) ([]catalog.Shadow, error)
-	Select(ctx context.Context, sel service.Selection) ([]catalog.Shadow, error)
-	DeleteShadows(ctx context.Context, ids []uuid.UUID) (int, error)
-	RevertShadow(ctx context.Context, id uuid.UUID, force bool) error
-	QueryReverts(ctx context.Context, forPath string) ([]catalog.Revert, error)
-	ListVolumes(ctx context.Context) ([]service.VolumeInfo, error)
-	ListProviders(ctx context.Context) ([]provider.Info, error)
-	ListWriters(ctx context.Context) ([]service.WriterStatus, error)
-	AddShadowStorage(ctx context.Context, forPath, onPath string, max config.MaxSize) error
-	ResizeShadowStorage(ctx context.Context, forPath, onPath string, max config.MaxSize) ([]catalog.Shadow, error)
-	ListShadowStorage(ctx context.Context, forPath, onPath string) ([]service.StorageInfo, error)
-	StorageShadows(ctx context.Context, forPath, onPath string) ([]catalog.Shadow, error)
-	DeleteShadowStorage(ctx context.Context, forPath, onPath string) ([]catalog.Shadow, error)
-}
+// backend is what the tests call on both the service and the client: what
+// vssadmin calls.
+type backend = vssadmin.Backend
 
 var (
 	_ backend = (*service.Service)(nil)

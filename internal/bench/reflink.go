@@ -33,24 +33,13 @@ func (r *runner) benchReflink(ctx context.Context) (rows []*Row, err error) {
 	dst := filepath.Join(fs.Dir, "copy")
 	oursCmd := r.vssadmin(state, "--format", "json", "create", "shadow", "/for="+fs.Dir, "/provider=reflink")
 	cpCmd := cmd("cp", "-a", "--reflink=always", tree, dst)
-	ours := &Measure{Label: oursCmd.String()}
+	ours := newOursCreate(oursCmd)
 	cp := &Measure{Label: cpCmd.String()}
 	cpSync := &Measure{Label: cpCmd.String() + " && syncfs"}
-	var holds, totals []time.Duration
 	variants := []func(record bool) error{
 		func(record bool) error {
-			d, out, err := oursCmd.run(ctx)
-			if err != nil {
+			if err := ours.run(ctx, record); err != nil {
 				return err
-			}
-			c, err := parseCreate(out)
-			if err != nil {
-				return err
-			}
-			if record {
-				ours.Add(d)
-				holds = append(holds, fromMS(c.HoldMS))
-				totals = append(totals, fromMS(c.TotalMS))
 			}
 			// Remove it at once: the next command must find the volume as
 			// this one did.
@@ -89,10 +78,10 @@ func (r *runner) benchReflink(ctx context.Context) (rows []*Row, err error) {
 	g := RatioAtMost(1.0)
 	what := fmt.Sprintf("create shadow, reflink, XFS, %d files, process start to exit", r.p.treeFiles)
 	rows = append(rows, &Row{Bench: BenchReflink, What: what + ": vssadmin vs cp -a --reflink=always",
-		Ours: ours, Theirs: cp, Goal: &g,
+		Ours: ours.m, Theirs: cp, Goal: &g,
 		Note: fmt.Sprintf("%d rounds (+1 warm-up); vssadmin's own total %s, hold %s (every clone is made inside it); ours ends with a syncfs, cp does not",
-			r.p.reps, FormatDuration(Median(totals)), FormatDuration(Median(holds)))})
+			r.p.reps, FormatDuration(Median(ours.totals)), FormatDuration(Median(ours.holds)))})
 	rows = append(rows, &Row{Bench: BenchReflink, What: what + ": vssadmin vs cp -a --reflink=always + syncfs",
-		Ours: ours, Theirs: cpSync, Note: "information: cp made as durable as ours"})
+		Ours: ours.m, Theirs: cpSync, Note: "information: cp made as durable as ours"})
 	return rows, nil
 }

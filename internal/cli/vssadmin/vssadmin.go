@@ -321,6 +321,16 @@ func (a *app) selection(ctx context.Context, forv, shadow, set string) (Backend,
 	return b, sel, err
 }
 
+// volumePair resolves the /for and /on volumes of a storage command.
+func (a *app) volumePair(ctx context.Context, b Backend, forv, on string) (string, string, error) {
+	forv, err := a.volumeArg(ctx, b, forv)
+	if err != nil {
+		return "", "", err
+	}
+	on, err = a.volumeArg(ctx, b, on)
+	return forv, on, err
+}
+
 // confirm asks a yes/no question (default no); /quiet answers yes.
 func (a *app) confirm(question string) bool {
 	if a.quiet {
@@ -433,10 +443,7 @@ func (a *app) listShadowStorage() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if forv, err = a.volumeArg(ctx, b, forv); err != nil {
-			return err
-		}
-		if on, err = a.volumeArg(ctx, b, on); err != nil {
+		if forv, on, err = a.volumePair(ctx, b, forv, on); err != nil {
 			return err
 		}
 		st, err := b.ListShadowStorage(ctx, forv, on)
@@ -521,10 +528,7 @@ func (a *app) storageArgs(ctx context.Context, verb, forv, on, maxsize string) (
 	if err != nil {
 		return nil, "", "", m, err
 	}
-	if forv, err = a.volumeArg(ctx, b, forv); err != nil {
-		return nil, "", "", m, err
-	}
-	if on, err = a.volumeArg(ctx, b, on); err != nil {
+	if forv, on, err = a.volumePair(ctx, b, forv, on); err != nil {
 		return nil, "", "", m, err
 	}
 	return b, forv, on, m, nil
@@ -588,10 +592,7 @@ func (a *app) deleteShadowStorage() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if forv, err = a.volumeArg(ctx, b, forv); err != nil {
-			return err
-		}
-		if on, err = a.volumeArg(ctx, b, on); err != nil {
+		if forv, on, err = a.volumePair(ctx, b, forv, on); err != nil {
 			return err
 		}
 		held, err := b.StorageShadows(ctx, forv, on)
