@@ -13,12 +13,18 @@ find_go() {
 	command -v go >/dev/null 2>&1 || { echo "Go is not installed (https://go.dev/dl/)" >&2; exit 1; }
 }
 
-# need_packages CMD:PACKAGE … installs the packages whose command is missing.
+# need_packages CMD:PACKAGE … installs the packages whose command is
+# missing. CMD may also be an absolute path or glob (/usr/lib/postgresql/*/bin/initdb).
 need_packages() {
 	local missing=()
-	local pair
+	local pair cmd
 	for pair in "$@"; do
-		command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+		cmd=${pair%%:*}
+		if [[ $cmd == /* ]]; then
+			compgen -G "$cmd" >/dev/null || missing+=("${pair#*:}")
+		else
+			command -v "$cmd" >/dev/null 2>&1 || missing+=("${pair#*:}")
+		fi
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -12,7 +12,8 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "run as root: the tests make filesystems on loop devices" >&2
 	exit 1
 fi
-need_packages mkfs.btrfs:btrfs-progs btrfs:btrfs-progs mkfs.xfs:xfsprogs mkfs.ext4:e2fsprogs losetup:mount systemd-socket-activate:systemd
+need_packages mkfs.btrfs:btrfs-progs btrfs:btrfs-progs mkfs.xfs:xfsprogs mkfs.ext4:e2fsprogs losetup:mount systemd-socket-activate:systemd \
+	'/usr/lib/postgresql/*/bin/initdb:postgresql' /usr/sbin/mariadbd:mariadb-server sqlite3:sqlite3 restic:restic
 modprobe loop 2>/dev/null || true
 modprobe btrfs 2>/dev/null || true
 modprobe xfs 2>/dev/null || true

@@ -339,3 +339,7 @@ func (c *Client) DeleteShadowStorage(ctx context.Context, forPath, onPath string
 	}
 	return wire.ShadowsFromProto(r.GetDeleted())
 }
+
+// Conn returns the client's connection, for the other services of the API
+// (Requester, Writers).
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }

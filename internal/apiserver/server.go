@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,7 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 	grpc *grpc.Server
+	acl  *ACL
 
 	// ends counts the sessions being ended; after stopped, none starts.
 	mu      sync.Mutex
@@ -49,17 +51,20 @@ type Server struct {
 
 // New returns a server of svc's Admin API.
 func New(svc *service.Service, o Options) *Server {
-	s := &Server{svc: svc, opts: o, log: o.Log}
+	s := &Server{svc: svc, opts: o, log: o.Log, acl: NewACL(svc.Config().Access)}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	s.grpc = grpc.NewServer(
 		grpc.Creds(peerCreds{}),
 		grpc.UnaryInterceptor(s.intercept),
+		grpc.StreamInterceptor(s.interceptStream),
 		grpc.MaxRecvMsgSize(wire.MaxMessageSize),
 		grpc.WaitForHandlers(true),
 	)
 	vssv1.RegisterAdminServer(s.grpc, &admin{svc: svc, srv: s})
+	vssv1.RegisterRequesterServer(s.grpc, &requester{svc: svc})
+	vssv1.RegisterWritersServer(s.grpc, &writerHub{svc: svc, log: s.log})
 	return s
 }
 
@@ -122,45 +127,92 @@ func (s *Server) endSession(sess *session) {
 		defer s.ends.Done()
 		sess.calls.Wait()
 		ctx := service.WithCaller(context.Background(), sess.caller)
+		s.svc.EndBackups(ctx, sess.caller.Session)
 		if err := s.svc.EndSession(ctx, sess.caller.Session); err != nil {
 			s.log.Error("ending a session", "session", sess.caller.Session, "pid", sess.caller.Pid, "err", err)
 		}
 	}()
 }
 
-// makesShadows are the calls that can make shadows a session owns (the
-// auto-release ones); a connection that made none has no session to end.
-var makesShadows = map[string]bool{
-	vssv1.Admin_CreateShadowSet_FullMethodName: true,
+// makesShadows are the calls that can leave something a session owns (the
+// auto-release shadows, requester sessions); a connection that made none
+// has no session to end.
+func makesShadows(method string) bool {
+	return method == vssv1.Admin_CreateShadowSet_FullMethodName || strings.HasPrefix(method, "/vss.v1.Requester/")
 }
 
-// allowed says whether caller may make a call. For now only root may do
-// anything but Info; the access configuration comes later.
-func allowed(method string, c service.Caller) bool {
-	return c.Uid == 0 || method == vssv1.Admin_Info_FullMethodName
+// denied returns the access-denied error of a refused call.
+func denied(c service.Caller, method string) error {
+	r := RightOf(method)
+	if r == RightRoot {
+		return vsserr.New(vsserr.E_ACCESSDENIED, "uid %d may not call %s: only root may", c.Uid, method)
+	}
+	return vsserr.New(vsserr.E_ACCESSDENIED, "uid %d may not call %s: it needs the %q right (access.%s in the service configuration)", c.Uid, method, r, r)
 }
+
+// authOf returns the peer credentials of a call.
+func authOf(ctx context.Context) *PeerAuth {
+	p, _ := peer.FromContext(ctx)
+	if p == nil {
+		return nil
+	}
+	auth, _ := p.AuthInfo.(*PeerAuth)
+	return auth
+}
+
+// interceptStream checks the access of a streaming call (a writer's
+// registration) and puts the caller in its context.
+func (s *Server) interceptStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	auth := authOf(ss.Context())
+	if auth == nil {
+		return wire.ToStatus(vsserr.New(vsserr.E_ACCESSDENIED, "the caller's credentials are unknown"), nil)
+	}
+	c := auth.Caller
+	if !s.acl.Allowed(RightOf(info.FullMethod), c) {
+		err := denied(c, info.FullMethod)
+		s.log.Warn("call denied", "method", info.FullMethod, "uid", c.Uid, "pid", c.Pid, "err", err)
+		s.auditDenied(ss.Context(), c, info.FullMethod, err)
+		return wire.ToStatus(err, nil)
+	}
+	return handler(srv, &callerStream{ServerStream: ss, ctx: service.WithCaller(ss.Context(), c)})
+}
+
+// auditDenied records a refused call that would have changed something
+// (refused listings are only logged): who tried to delete shadow copies is
+// what an administrator wants to know.
+func (s *Server) auditDenied(ctx context.Context, c service.Caller, method string, err error) {
+	if RightOf(method) == RightList {
+		return
+	}
+	s.svc.Audit(service.WithCaller(ctx, c), "denied", map[string]any{"method": method}, err)
+}
+
+// callerStream is a stream whose context carries the caller.
+type callerStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (c *callerStream) Context() context.Context { return c.ctx }
 
 // intercept runs every call: it puts the caller in the context, checks
 // access, logs, and turns errors into statuses that carry the VSS code.
 func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	p, _ := peer.FromContext(ctx)
-	var auth *PeerAuth
-	if p != nil {
-		auth, _ = p.AuthInfo.(*PeerAuth)
-	}
+	auth := authOf(ctx)
 	if auth == nil {
 		return nil, wire.ToStatus(vsserr.New(vsserr.E_ACCESSDENIED, "the caller's credentials are unknown"), nil)
 	}
 	c := auth.Caller
 	log := s.log.With("method", info.FullMethod, "uid", c.Uid, "gid", c.Gid, "pid", c.Pid, "session", c.Session)
-	if !allowed(info.FullMethod, c) {
-		err := vsserr.New(vsserr.E_ACCESSDENIED, "uid %d may not call %s: only root may administer shadow copies", c.Uid, info.FullMethod)
+	if !s.acl.Allowed(RightOf(info.FullMethod), c) {
+		err := denied(c, info.FullMethod)
 		log.Warn("call denied", "err", err)
+		s.auditDenied(ctx, c, info.FullMethod, err)
 		return nil, wire.ToStatus(err, nil)
 	}
 	// The first call that can make shadows begins the requester session.
-	ok, first := auth.sess.enter(makesShadows[info.FullMethod])
+	ok, first := auth.sess.enter(makesShadows(info.FullMethod))
 	if !ok {
 		return nil, wire.ToStatus(vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, context.Canceled, "the connection closed"), nil)
 	}

@@ -43,19 +43,31 @@ type fixture struct {
 
 // start opens a service on a new state directory and serves it on a new
 // socket; everything stops at the end of the test.
-func start(t *testing.T) *fixture {
+func start(t *testing.T) *fixture { return startWith(t, nil) }
+
+// startWith is start with a configuration changed by edit.
+func startWith(t *testing.T, edit func(*config.Config)) *fixture {
+	t.Helper()
+	return startFault(t, edit, nil)
+}
+
+// startFault is startWith with a fault hook in the service.
+func startFault(t *testing.T, edit func(*config.Config), fault func(context.Context, string) error) *fixture {
 	t.Helper()
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
 	cfg := config.Default()
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.Socket = filepath.Join(dir, "vssd.sock")
+	if edit != nil {
+		edit(&cfg)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctx := context.Background()
-	svc, err := service.Open(ctx, service.Options{Config: cfg, Log: log})
+	svc, err := service.Open(ctx, service.Options{Config: cfg, Log: log, Fault: fault})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,10 +35,11 @@ const (
 	BenchReflink = "reflink"
 	BenchCopy    = "copy"
 	BenchList    = "list"
+	BenchWriters = "writers"
 )
 
 // All lists the benchmarks in the order they run.
-var All = []string{BenchCreate, BenchHold, BenchReflink, BenchCopy, BenchList}
+var All = []string{BenchCreate, BenchHold, BenchReflink, BenchCopy, BenchList, BenchWriters}
 
 // Options configure a run.
 type Options struct {
@@ -170,6 +171,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		BenchReflink: r.benchReflink,
 		BenchCopy:    r.benchCopy,
 		BenchList:    r.benchList,
+		BenchWriters: r.benchWriters,
 	}
 	for _, name := range All {
 		if len(o.Only) > 0 && !slices.Contains(o.Only, name) {

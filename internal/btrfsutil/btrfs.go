@@ -48,14 +48,17 @@ type inoLookupArgs struct {
 }
 
 func iow(nr, size uintptr) uintptr  { return 1<<30 | size<<16 | ioctlMagic<<8 | nr }
+func ior(nr, size uintptr) uintptr  { return 2<<30 | size<<16 | ioctlMagic<<8 | nr }
 func iowr(nr, size uintptr) uintptr { return 3<<30 | size<<16 | ioctlMagic<<8 | nr }
 
 var (
-	iocSnapDestroy          = iow(15, unsafe.Sizeof(volArgs{}))
-	iocSubvolCreate         = iow(14, unsafe.Sizeof(volArgs{}))
-	iocSnapCreateV2         = iow(23, unsafe.Sizeof(volArgsV2{}))
-	iocInoLookup            = iowr(18, unsafe.Sizeof(inoLookupArgs{}))
-	iocSync         uintptr = ioctlMagic<<8 | 8 // _IO(0x94, 8)
+	iocSnapDestroy            = iow(15, unsafe.Sizeof(volArgs{}))
+	iocSubvolCreate           = iow(14, unsafe.Sizeof(volArgs{}))
+	iocSnapCreateV2           = iow(23, unsafe.Sizeof(volArgsV2{}))
+	iocInoLookup              = iowr(18, unsafe.Sizeof(inoLookupArgs{}))
+	iocSubvolGetFlags         = ior(25, 8)
+	iocSubvolSetFlags         = iow(26, 8)
+	iocSync           uintptr = ioctlMagic<<8 | 8 // _IO(0x94, 8)
 )
 
 func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {
@@ -138,6 +141,42 @@ func Snapshot(src, dst string, readOnly bool) error {
 		return &os.PathError{Op: "btrfs snapshot", Path: dst, Err: err}
 	}
 	return nil
+}
+
+// SetReadOnly makes the subvolume at path read-only or writable.
+func SetReadOnly(path string, readOnly bool) error {
+	fd, err := openDir(path)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var flags uint64
+	if err := ioctl(fd, iocSubvolGetFlags, unsafe.Pointer(&flags)); err != nil {
+		return &os.PathError{Op: "btrfs get subvolume flags", Path: path, Err: err}
+	}
+	if readOnly {
+		flags |= subvolRDONLY
+	} else {
+		flags &^= subvolRDONLY
+	}
+	if err := ioctl(fd, iocSubvolSetFlags, unsafe.Pointer(&flags)); err != nil {
+		return &os.PathError{Op: "btrfs set subvolume flags", Path: path, Err: err}
+	}
+	return nil
+}
+
+// IsReadOnly reports whether the subvolume at path is read-only.
+func IsReadOnly(path string) (bool, error) {
+	fd, err := openDir(path)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(fd)
+	var flags uint64
+	if err := ioctl(fd, iocSubvolGetFlags, unsafe.Pointer(&flags)); err != nil {
+		return false, &os.PathError{Op: "btrfs get subvolume flags", Path: path, Err: err}
+	}
+	return flags&subvolRDONLY != 0, nil
 }
 
 // CreateSubvolume makes an empty subvolume at path.

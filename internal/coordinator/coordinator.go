@@ -235,6 +235,80 @@ type run struct {
 	guard    *fsfreeze.Guard
 	frozen   []string // freezes journaled (made or about to be)
 	inflight bool     // a commit may still run: providers cannot be aborted yet
+	// recovered: writers had the shadows writable in PostSnapshot (VSS
+	// auto-recovery); the shadows get the Auto recovered attribute.
+	recovered bool
+}
+
+// each sends one writer event to every writer of the set at once and waits
+// for all of them. The first failure cancels the others' context and is
+// the error returned (classified as a writer error).
+func (r *run) each(ctx context.Context, event string, call func(Writer, context.Context, *SetInfo) error) error {
+	ws := r.plan.Writers
+	if len(ws) == 1 {
+		if err := call(ws[0], ctx, r.info); err != nil {
+			return writerError(err, ws[0], event)
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+	)
+	for _, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := call(w, ctx, r.info); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = writerError(err, w, event)
+					cancel()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// postSnapshot sends PostSnapshot with the shadows writable (VSS
+// auto-recovery) and makes them read-only again afterwards.
+func (r *run) postSnapshot(ctx context.Context) error {
+	var opened []provider.Recoverable
+	defer func() {
+		for _, rc := range opened {
+			if err := rc.SetWritable(context.WithoutCancel(ctx), false); err != nil {
+				r.log.Error("making a shadow read-only again", "err", err)
+			}
+		}
+	}()
+	for i, snap := range r.snaps {
+		if rc, ok := snap.(provider.Recoverable); ok {
+			if err := rc.SetWritable(ctx, true); err != nil {
+				return ProviderError(err, r.plan.Items[i].Provider.Info().Name, "making the shadow of "+r.plan.Items[i].Volume.Path+" writable for the writers")
+			}
+			opened = append(opened, rc)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.c.opts.FreezeTimeout)
+	defer cancel()
+	if err := r.each(wctx, "PostSnapshot", Writer.PostSnapshot); err != nil {
+		return err
+	}
+	for len(opened) > 0 {
+		rc := opened[len(opened)-1]
+		if err := rc.SetWritable(ctx, false); err != nil {
+			return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED_PROVIDER_ERROR, err, "making a shadow read-only after PostSnapshot")
+		}
+		opened = opened[:len(opened)-1]
+	}
+	r.recovered = true
+	return nil
 }
 
 // DoSnapshotSet makes the set of plan. The caller holds the slot (Acquire).
@@ -292,13 +366,11 @@ func (r *run) do(ctx context.Context) (Result, error) {
 	}
 	if writers {
 		r.writers = true
-		for _, w := range r.plan.Writers {
-			wctx, cancel := context.WithTimeout(ctx, c.opts.FreezeTimeout)
-			err := w.PrepareSnapshot(wctx, r.info)
-			cancel()
-			if err != nil {
-				return res, writerError(err, w, "PrepareSnapshot")
-			}
+		wctx, cancel := context.WithTimeout(ctx, c.opts.FreezeTimeout)
+		err := r.each(wctx, "PrepareSnapshot", Writer.PrepareSnapshot)
+		cancel()
+		if err != nil {
+			return res, err
 		}
 	}
 	for i, snap := range r.snaps {
@@ -324,15 +396,14 @@ func (r *run) do(ctx context.Context) (Result, error) {
 	// Freeze the writers.
 	freezeStart := time.Now()
 	freezeDeadline := freezeStart.Add(c.opts.FreezeTimeout)
+	r.info.FreezeDeadline = freezeDeadline
 	if writers {
 		fctx, cancel := context.WithDeadline(ctx, freezeDeadline)
-		for _, w := range r.plan.Writers {
-			if err := w.Freeze(fctx, r.info); err != nil {
-				cancel()
-				return res, writerError(err, w, "Freeze")
-			}
-		}
+		err := r.each(fctx, "Freeze", Writer.Freeze)
 		cancel()
+		if err != nil {
+			return res, err
+		}
 	}
 	if err := c.fault(ctx, PointFreeze); err != nil {
 		return res, err
@@ -401,13 +472,11 @@ func (r *run) do(ctx context.Context) (Result, error) {
 			return res, vsserr.New(vsserr.VSS_E_WRITERERROR_TIMEOUT, "the writers were frozen for %v, more than the freeze limit of %v", time.Since(freezeStart).Round(time.Millisecond), c.opts.FreezeTimeout)
 		}
 		tctx, cancel := context.WithDeadline(ctx, freezeDeadline)
-		for _, w := range r.plan.Writers {
-			if err := w.Thaw(tctx, r.info); err != nil {
-				cancel()
-				return res, writerError(err, w, "Thaw")
-			}
-		}
+		err := r.each(tctx, "Thaw", Writer.Thaw)
 		cancel()
+		if err != nil {
+			return res, err
+		}
 		res.Timings.Freeze = time.Since(freezeStart)
 	}
 	if err := c.fault(ctx, PointThaw); err != nil {
@@ -417,13 +486,8 @@ func (r *run) do(ctx context.Context) (Result, error) {
 		r.info.ShadowPaths[it.Volume.Path] = (&provider.Request{Storage: it.Storage, ShadowID: it.ShadowID}).Path()
 	}
 	if writers {
-		for _, w := range r.plan.Writers {
-			wctx, cancel := context.WithTimeout(ctx, c.opts.FreezeTimeout)
-			err := w.PostSnapshot(wctx, r.info)
-			cancel()
-			if err != nil {
-				return res, writerError(err, w, "PostSnapshot")
-			}
+		if err := r.postSnapshot(ctx); err != nil {
+			return res, err
 		}
 	}
 	if err := c.fault(ctx, PointPostSnapshot); err != nil {
@@ -718,6 +782,9 @@ func (r *run) records(now time.Time) (catalog.Set, []catalog.Shadow, []provider.
 		st := r.snaps[i].Stats()
 		stats = append(stats, st)
 		attrs := r.plan.Context.Attr() | info.Attributes
+		if r.recovered {
+			attrs |= vss.AttrAutoRecover
+		}
 		owner := ""
 		if r.plan.Context.AutoRelease() {
 			owner = r.plan.Owner

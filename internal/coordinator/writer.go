@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -18,6 +19,9 @@ type SetInfo struct {
 	// after the commit, for PostSnapshot (a writer may finish the shadow
 	// there: auto-recovery).
 	ShadowPaths map[string]string
+	// FreezeDeadline is the end of the freeze window, set before Freeze: a
+	// writer not thawed by then thaws by itself.
+	FreezeDeadline time.Time
 }
 
 // Writer is an application that takes part in a set: it brings its data to

@@ -176,6 +176,15 @@ type Stats struct {
 	Frozen        bool  // the coordinator held the filesystem frozen for the commit
 }
 
+// Recoverable is implemented by snapshots whose shadow is read-only once
+// made: the coordinator makes it writable for the writers' PostSnapshot
+// (VSS auto-recovery: a writer finishes the shadow, e.g. writes a backup
+// label into it) and read-only again afterwards. Shadows of providers that
+// do not implement it are plain directories the service may write.
+type Recoverable interface {
+	SetWritable(ctx context.Context, writable bool) error
+}
+
 // HeldSetter is implemented by snapshots that want to know whether their
 // FreezeTarget was frozen for the commit (it decides whether the shadow is
 // crash-consistent).

@@ -16,6 +16,7 @@ import (
 	"github.com/linuxvss/vss/internal/volume"
 	"github.com/linuxvss/vss/internal/vss"
 	"github.com/linuxvss/vss/internal/vsserr"
+	"github.com/linuxvss/vss/internal/writers"
 )
 
 // MaxVolumesPerSet is VSS's limit of volumes in one shadow copy set.
@@ -30,6 +31,16 @@ type CreateRequest struct {
 	Context vss.Context `json:"context"`
 	// AutoRetry waits this long for another set creation to end.
 	AutoRetry time.Duration `json:"autoretry,omitempty"`
+	// SetID and ShadowIDs, when set, are the IDs a requester session
+	// handed out (StartSnapshotSet, AddToSnapshotSet), one per volume.
+	SetID     uuid.UUID   `json:"set_id,omitzero"`
+	ShadowIDs []uuid.UUID `json:"shadow_ids,omitempty"`
+	// Participants are the writers a requester session chose; nil selects
+	// them by volume.
+	Participants []*writers.Participant `json:"-"`
+	// Writers tells the writers about the backup (its type, the Backup
+	// Components Document) and which to leave out.
+	Writers writers.Set `json:"-"`
 }
 
 // CreateResult is a made set.
@@ -43,6 +54,11 @@ type CreateResult struct {
 	// NotFrozen says, per mount point, why a filesystem a provider asked to
 	// freeze was not frozen (the shadow is then writer-consistent only).
 	NotFrozen map[string]string
+	// Writers are the writers that took part, with their state after the
+	// set; Dropped names those that failed and were left out under a
+	// continue or crash-consistent policy.
+	Writers []writers.Status
+	Dropped []string
 }
 
 // CreateShadowSet makes a shadow copy set of the given volumes.
@@ -71,10 +87,20 @@ func (s *Service) CreateShadowSet(ctx context.Context, req CreateRequest) (res *
 	plan, evicted := pl.Plan, pl.evicted
 	r, err := s.coord.DoSnapshotSet(ctx, plan)
 	if err != nil {
-		return &CreateResult{Evicted: evicted}, err
+		return &CreateResult{Evicted: evicted, Writers: participantStatus(pl.parts)}, err
 	}
 
 	res = &CreateResult{Set: r.Set, Shadows: r.Shadows, Timings: r.Timings, Stats: r.Stats, Evicted: evicted, NotFrozen: r.NotFrozen}
+	for _, p := range pl.parts {
+		if p.Dropped() {
+			res.Dropped = append(res.Dropped, p.Name())
+		}
+	}
+	if req.Participants == nil && len(pl.parts) > 0 {
+		// No requester session follows: the writers' backup ends here.
+		s.shutdownWriters(ctx, pl.parts, &r.Set)
+	}
+	res.Writers = participantStatus(pl.parts)
 	res.Timings.Total = time.Since(start) // with the planning and the making of room
 	return res, nil
 }
@@ -84,6 +110,7 @@ type planned struct {
 	coordinator.Plan
 	evicted []catalog.Shadow
 	made    []string // storage directories this plan created
+	parts   []*writers.Participant
 }
 
 // undoStorage removes the storage directories the plan created, if the set
@@ -106,7 +133,13 @@ func (p *planned) undoStorage(failed error) {
 // plan resolves the volumes of req, picks their providers and storage, and
 // makes room in their storage.
 func (s *Service) plan(ctx context.Context, req CreateRequest) (*planned, error) {
-	pl := &planned{Plan: coordinator.Plan{SetID: uuid.New(), Context: req.Context, Owner: CallerOf(ctx).Session}}
+	pl := &planned{Plan: coordinator.Plan{SetID: req.SetID, Context: req.Context, Owner: CallerOf(ctx).Session}}
+	if pl.SetID == uuid.Nil {
+		pl.SetID = uuid.New()
+	}
+	if req.ShadowIDs != nil && len(req.ShadowIDs) != len(req.Volumes) {
+		return pl, vsserr.New(vsserr.E_INVALIDARG, "%d shadow IDs for %d volumes", len(req.ShadowIDs), len(req.Volumes))
+	}
 	plan := &pl.Plan
 	if req.Context.Writers() && s.opts.Writers != nil {
 		plan.Writers = s.opts.Writers()
@@ -137,10 +170,28 @@ func (s *Service) plan(ctx context.Context, req CreateRequest) (*planned, error)
 		if err != nil {
 			return pl, err
 		}
+		id := uuid.New()
+		if req.ShadowIDs != nil {
+			id = req.ShadowIDs[len(plan.Items)]
+		}
 		plan.Items = append(plan.Items, coordinator.Item{
-			ShadowID: uuid.New(), Volume: v, Provider: p,
+			ShadowID: id, Volume: v, Provider: p,
 			Storage: filepath.Join(sv.Path, provider.StorageDirName), StorageVolume: sv,
 		})
+	}
+	if req.Context.Writers() {
+		pl.parts = req.Participants
+		if pl.parts == nil {
+			s.retryConfigured(ctx)
+			var paths []string
+			for _, it := range plan.Items {
+				paths = append(paths, it.Volume.Path)
+			}
+			pl.parts = s.writers.Select(paths, req.Writers)
+		}
+		for _, p := range pl.parts {
+			plan.Writers = append(plan.Writers, p)
+		}
 	}
 	// A file-level provider walks everything below its volume: another
 	// volume of the set below it (not a mount of its own) would be taken

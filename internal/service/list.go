@@ -84,18 +84,21 @@ func (s *Service) ListProviders(ctx context.Context) ([]provider.Info, error) {
 
 // WriterStatus is a writer as "list writers" shows it.
 type WriterStatus struct {
-	Name       string    `json:"name"`
-	ID         uuid.UUID `json:"id"`
-	InstanceID uuid.UUID `json:"instance_id"`
-	State      int       `json:"state"`
-	StateText  string    `json:"state_text"`
-	LastError  string    `json:"last_error"`
-}
-
-// ListWriters lists the subscribed writers. No writer framework exists yet,
-// so the list is empty.
-func (s *Service) ListWriters(ctx context.Context) ([]WriterStatus, error) {
-	return []WriterStatus{}, nil
+	Name         string    `json:"name"`
+	ID           uuid.UUID `json:"id"`
+	InstanceID   uuid.UUID `json:"instance_id"`
+	InstanceName string    `json:"instance_name,omitempty"`
+	// State is the VSS_WRITER_STATE number; StateText its vssadmin words.
+	State     int    `json:"state"`
+	StateText string `json:"state_text"`
+	// LastError is what vssadmin prints after "Last error:"; LastHResult
+	// and LastErrorMessage say exactly what failed.
+	LastError        string `json:"last_error"`
+	LastHResult      uint32 `json:"last_hresult"`
+	LastErrorMessage string `json:"last_error_message,omitempty"`
+	// Kind is built-in, hook or api; OnError the writer's policy.
+	Kind    string `json:"kind,omitempty"`
+	OnError string `json:"on_error,omitempty"`
 }
 
 // Shadow returns one shadow.

@@ -28,6 +28,7 @@ import (
 	"github.com/linuxvss/vss/internal/provider/fullcopy"
 	"github.com/linuxvss/vss/internal/provider/reflink"
 	"github.com/linuxvss/vss/internal/vsserr"
+	"github.com/linuxvss/vss/internal/writers"
 )
 
 // Options configure a Service.
@@ -39,8 +40,12 @@ type Options struct {
 	// Providers, in order of preference for automatic selection; nil means
 	// btrfs, reflink, copy.
 	Providers []provider.Provider
-	// Writers returns the writers that take part in a set (none yet).
+	// Writers returns extra writers that take part in every set, besides
+	// the registered ones (tests use it for in-process writers).
 	Writers func() []coordinator.Writer
+	// WriterSources build the configured writers (built-in and hook) when
+	// the service opens; see RegisterConfigured.
+	WriterSources []WriterSource
 	// Fault is handed to the coordinator (and used by delete and revert).
 	Fault func(ctx context.Context, point string) error
 	// Log receives the service log; nil means slog.Default().
@@ -61,6 +66,11 @@ type Service struct {
 	audit     *os.File
 	sess      sessions
 	recovered Recovery
+	writers   *writers.Registry
+	backups   backups
+	// pendingRegs are configured writers not reachable yet.
+	pendingMu   sync.Mutex
+	pendingRegs []writers.Registration
 	// mu serialises the changes that are not set creations (deletes,
 	// storage changes, reverts) with each other and with the short
 	// catalog steps of a creation.
@@ -123,6 +133,13 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		s.Close()
 		return nil, err
 	}
+	timeouts, err := writerTimeouts(cfg)
+	if err != nil {
+		s.Close()
+		return nil, vsserr.Wrap(vsserr.E_INVALIDARG, err, "configuration")
+	}
+	s.writers = writers.New(writers.Options{Timeouts: timeouts, Log: log})
+	s.registerConfigured(ctx)
 	return s, nil
 }
 
@@ -130,6 +147,9 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 // the state directory.
 func (s *Service) Close() error {
 	var errs []error
+	if s.writers != nil {
+		s.writers.Close()
+	}
 	if s.cat != nil {
 		errs = append(errs, s.cat.Close())
 	}
@@ -248,4 +268,10 @@ func (s *Service) providerByName(name string) (provider.Provider, error) {
 		names = append(names, p.Info().Name)
 	}
 	return nil, vsserr.New(vsserr.VSS_E_PROVIDER_NOT_REGISTERED, "no provider %q (registered: %s)", name, strings.Join(names, ", "))
+}
+
+// Audit writes one line to the audit log for a call the service itself did
+// not see (a refused call).
+func (s *Service) Audit(ctx context.Context, op string, args any, err error) {
+	s.auditf(ctx, op, args, err)
 }

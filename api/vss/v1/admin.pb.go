@@ -1180,13 +1180,22 @@ func (x *ProviderInfo) GetDescription() string {
 
 // WriterStatus is a writer as "list writers" shows it.
 type WriterStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	InstanceId    string                 `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	State         int32                  `protobuf:"varint,4,opt,name=state,proto3" json:"state,omitempty"`
-	StateText     string                 `protobuf:"bytes,5,opt,name=state_text,json=stateText,proto3" json:"state_text,omitempty"`
-	LastError     string                 `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id         string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	InstanceId string                 `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// VSS_WRITER_STATE, and the words vssadmin prints for it.
+	State     int32  `protobuf:"varint,4,opt,name=state,proto3" json:"state,omitempty"`
+	StateText string `protobuf:"bytes,5,opt,name=state_text,json=stateText,proto3" json:"state_text,omitempty"`
+	// The words vssadmin prints after "Last error:".
+	LastError    string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	InstanceName string `protobuf:"bytes,7,opt,name=instance_name,json=instanceName,proto3" json:"instance_name,omitempty"`
+	// The last failure's HRESULT and message (0 and empty: none).
+	LastHresult      uint32 `protobuf:"varint,8,opt,name=last_hresult,json=lastHresult,proto3" json:"last_hresult,omitempty"`
+	LastErrorMessage string `protobuf:"bytes,9,opt,name=last_error_message,json=lastErrorMessage,proto3" json:"last_error_message,omitempty"`
+	// built-in, hook or api.
+	Kind          string `protobuf:"bytes,10,opt,name=kind,proto3" json:"kind,omitempty"`
+	OnError       string `protobuf:"bytes,11,opt,name=on_error,json=onError,proto3" json:"on_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1259,6 +1268,41 @@ func (x *WriterStatus) GetStateText() string {
 func (x *WriterStatus) GetLastError() string {
 	if x != nil {
 		return x.LastError
+	}
+	return ""
+}
+
+func (x *WriterStatus) GetInstanceName() string {
+	if x != nil {
+		return x.InstanceName
+	}
+	return ""
+}
+
+func (x *WriterStatus) GetLastHresult() uint32 {
+	if x != nil {
+		return x.LastHresult
+	}
+	return 0
+}
+
+func (x *WriterStatus) GetLastErrorMessage() string {
+	if x != nil {
+		return x.LastErrorMessage
+	}
+	return ""
+}
+
+func (x *WriterStatus) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *WriterStatus) GetOnError() string {
+	if x != nil {
+		return x.OnError
 	}
 	return ""
 }
@@ -2904,7 +2948,7 @@ const file_vss_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"attributes\x18\b \x01(\rR\n" +
 	"attributes\x12 \n" +
-	"\vdescription\x18\t \x01(\tR\vdescription\"\xa7\x01\n" +
+	"\vdescription\x18\t \x01(\tR\vdescription\"\xcc\x02\n" +
 	"\fWriterStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1f\n" +
@@ -2914,7 +2958,13 @@ const file_vss_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"state_text\x18\x05 \x01(\tR\tstateText\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x06 \x01(\tR\tlastError\"\x9a\x02\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\x12#\n" +
+	"\rinstance_name\x18\a \x01(\tR\finstanceName\x12!\n" +
+	"\flast_hresult\x18\b \x01(\rR\vlastHresult\x12,\n" +
+	"\x12last_error_message\x18\t \x01(\tR\x10lastErrorMessage\x12\x12\n" +
+	"\x04kind\x18\n" +
+	" \x01(\tR\x04kind\x12\x19\n" +
+	"\bon_error\x18\v \x01(\tR\aonError\"\x9a\x02\n" +
 	"\x06Revert\x12\x1b\n" +
 	"\tvolume_id\x18\x01 \x01(\tR\bvolumeId\x12\x1f\n" +
 	"\vvolume_path\x18\x02 \x01(\tR\n" +

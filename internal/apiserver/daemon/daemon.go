@@ -25,6 +25,7 @@ import (
 	"github.com/linuxvss/vss/internal/config"
 	"github.com/linuxvss/vss/internal/fault"
 	"github.com/linuxvss/vss/internal/service"
+	"github.com/linuxvss/vss/internal/writers/builtin"
 )
 
 // Timings of the daemon.
@@ -213,7 +214,7 @@ type daemon struct {
 
 func (d *daemon) run(ctx context.Context, stop <-chan struct{}) int {
 	log := d.log
-	svc, err := service.Open(ctx, service.Options{Config: d.cfg, LockWait: 0, Log: log, Fault: fault.FromEnv()})
+	svc, err := service.Open(ctx, service.Options{Config: d.cfg, LockWait: 0, Log: log, Fault: fault.FromEnv(), WriterSources: builtin.Sources(log)})
 	if err != nil {
 		if errors.Is(err, service.ErrBusy) {
 			log.Error("another process owns the state directory (another vssd, or a vssadmin running the service embedded); stop it first",

@@ -461,8 +461,9 @@ func WritersToProto(ws []service.WriterStatus) []*vssv1.WriterStatus {
 	out := make([]*vssv1.WriterStatus, len(ws))
 	for i, w := range ws {
 		out[i] = &vssv1.WriterStatus{
-			Name: w.Name, Id: idString(w.ID), InstanceId: idString(w.InstanceID),
+			Name: w.Name, Id: idString(w.ID), InstanceId: idString(w.InstanceID), InstanceName: w.InstanceName,
 			State: int32(w.State), StateText: w.StateText, LastError: w.LastError,
+			LastHresult: w.LastHResult, LastErrorMessage: w.LastErrorMessage, Kind: w.Kind, OnError: w.OnError,
 		}
 	}
 	return out
@@ -475,7 +476,9 @@ func WritersFromProto(ps []*vssv1.WriterStatus) ([]service.WriterStatus, error) 
 	for i, p := range ps {
 		out[i] = service.WriterStatus{
 			Name: p.GetName(), ID: d.uuid("writer.id", p.GetId()), InstanceID: d.uuid("writer.instance_id", p.GetInstanceId()),
-			State: int(p.GetState()), StateText: p.GetStateText(), LastError: p.GetLastError(),
+			InstanceName: p.GetInstanceName(),
+			State:        int(p.GetState()), StateText: p.GetStateText(), LastError: p.GetLastError(),
+			LastHResult: p.GetLastHresult(), LastErrorMessage: p.GetLastErrorMessage(), Kind: p.GetKind(), OnError: p.GetOnError(),
 		}
 	}
 	return out, d.err

@@ -12,7 +12,7 @@ var valueOptions = map[string]bool{
 }
 
 var boolOptions = map[string]bool{
-	"oldest": true, "all": true, "quiet": true, "forcedismount": true, "verbose": true, "embedded": true, "help": true,
+	"oldest": true, "all": true, "quiet": true, "forcedismount": true, "nowriters": true, "verbose": true, "embedded": true, "help": true,
 }
 
 var verbs = map[string]bool{

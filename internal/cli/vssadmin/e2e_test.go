@@ -126,7 +126,7 @@ func TestCLIWindowsAndGNUSyntax(t *testing.T) {
 	}
 	for _, s := range win {
 		if s.ID == "" || s.SetID == "" || s.OriginalVolume != fs.Dir || s.Provider != "btrfs" || s.Created == "" ||
-			s.Context != "ClientAccessible" || len(s.Attributes) == 0 || !strings.HasPrefix(s.ShadowVolume, fs.Dir+"/.vss/") {
+			s.Context != "ClientAccessibleWriters" || len(s.Attributes) == 0 || !strings.HasPrefix(s.ShadowVolume, fs.Dir+"/.vss/") {
 			t.Errorf("json record %+v", s)
 		}
 	}
@@ -142,8 +142,8 @@ func TestCLIWindowsAndGNUSyntax(t *testing.T) {
 		"Original Volume: (" + fs.Dir + `)\\?\Volume{`,
 		"Shadow Copy Volume: " + win[0].ShadowVolume,
 		"Provider: 'Linux btrfs snapshot provider 1.0'",
-		"Type: ClientAccessible",
-		"Attributes: Persistent, Client-accessible, No auto release, No writers, Differential",
+		"Type: ClientAccessibleWriters",
+		"Attributes: Persistent, Client-accessible, No auto release, Differential",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("list shadows lacks %q:\n%s", want, text)

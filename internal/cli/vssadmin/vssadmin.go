@@ -25,6 +25,7 @@ import (
 	"github.com/linuxvss/vss/internal/service"
 	"github.com/linuxvss/vss/internal/vss"
 	"github.com/linuxvss/vss/internal/vsserr"
+	"github.com/linuxvss/vss/internal/writers/builtin"
 )
 
 // Env is what the command runs with.
@@ -204,7 +205,7 @@ func OpenBackend(ctx context.Context, g *Globals) (Backend, error) {
 	if os.Geteuid() != 0 {
 		return nil, vsserr.New(vsserr.E_ACCESSDENIED, "run vssadmin as root, or start vssd and be allowed by its access configuration")
 	}
-	s, err := service.Open(ctx, service.Options{Config: cfg, LockWait: 10 * time.Second, Log: log, Fault: FaultHook()})
+	s, err := service.Open(ctx, service.Options{Config: cfg, LockWait: 10 * time.Second, Log: log, Fault: FaultHook(), WriterSources: builtin.Sources(log)})
 	if errors.Is(err, service.ErrBusy) {
 		return nil, vsserr.Wrap(vsserr.VSS_E_SNAPSHOT_SET_IN_PROGRESS, err, "the shadow copy service is busy")
 	}
@@ -345,6 +346,7 @@ func (a *app) confirm(question string) bool {
 func (a *app) createShadow() *cobra.Command {
 	var forv []string
 	var autoretry, prov string
+	var nowriters bool
 	c := leaf("shadow", "create a new volume shadow copy", func(ctx context.Context) error {
 		if len(forv) == 0 {
 			return usagef("create shadow needs /for=PATH")
@@ -371,7 +373,13 @@ func (a *app) createShadow() *cobra.Command {
 				vols = append(vols, p)
 			}
 		}
-		res, err := b.CreateShadowSet(ctx, service.CreateRequest{Volumes: vols, Provider: prov, Context: vss.CtxClientAccessible, AutoRetry: retry})
+		// As on Windows Server: persistent, client-accessible, and the
+		// writers of the volumes take part (ClientAccessibleWriters).
+		cx := vss.CtxClientAccessibleWriters
+		if nowriters {
+			cx = vss.CtxClientAccessible
+		}
+		res, err := b.CreateShadowSet(ctx, service.CreateRequest{Volumes: vols, Provider: prov, Context: cx, AutoRetry: retry})
 		if res != nil && len(res.Evicted) > 0 && !a.json() {
 			fmt.Fprintf(a.out(), "Deleted %d older shadow copies to make room.\n", len(res.Evicted))
 		}
@@ -384,6 +392,7 @@ func (a *app) createShadow() *cobra.Command {
 	f.StringArrayVar(&forv, "for", nil, "volume to shadow copy (repeat, or separate with commas, for a set)")
 	f.StringVar(&autoretry, "autoretry", "", "minutes to wait while another shadow copy is being created")
 	f.StringVar(&prov, "provider", "", "provider name or ID (default: chosen by volume type)")
+	f.BoolVar(&nowriters, "nowriters", false, "leave the writers out (a crash-consistent ClientAccessible shadow copy)")
 	return c
 }
 

@@ -115,6 +115,12 @@ func (s *snapshot) PostCommit(ctx context.Context) error { return nil }
 func (s *snapshot) Abort(ctx context.Context) error      { return s.p.Delete(ctx, s.req.Path()) }
 func (s *snapshot) Stats() provider.Stats                { return s.stats }
 
+// SetWritable makes the committed snapshot writable for auto-recovery, or
+// read-only again.
+func (s *snapshot) SetWritable(ctx context.Context, writable bool) error {
+	return btrfsutil.SetReadOnly(s.req.Path(), !writable)
+}
+
 // Delete deletes a snapshot; the filesystem gives its space back shortly
 // after (btrfs cleans deleted subvolumes in the background).
 func (p *Provider) Delete(ctx context.Context, path string) error {
