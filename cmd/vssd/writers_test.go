@@ -2,6 +2,8 @@ package main_test
 
 import (
 	"bufio"
+	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"github.com/linuxvss/vss/internal/testutil"
+
+	_ "modernc.org/sqlite"
 )
 
 // buildTagged compiles packages with build tags into a directory every user
@@ -251,5 +255,166 @@ func TestWriterThawsWhenVssdKilled(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(fs.Dir, ".vss")); len(ents) != 0 {
 		t.Errorf("the storage holds %d entries after the restart", len(ents))
+	}
+}
+
+// TestConfiguredWriters: the writers of the configuration — a built-in
+// SQLite writer and a hook writer from writers.hooks_dir — take part in a
+// shadow copy made through vssd while an application writes: the hook sees
+// its events in order with the VSS environment, and the shadow's database
+// is whole and holds every row committed before the set.
+func TestConfiguredWriters(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := build(t)
+	fs := testutil.NewFS(t, "btrfs", 0)
+	dir := openDir(t)
+	dbDir := filepath.Join(fs.Dir, "db")
+	hookData := filepath.Join(fs.Dir, "hookdata")
+	for _, d := range []string{dbDir, hookData} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dbPath := filepath.Join(dbDir, "app.db")
+	db, err := sql.Open("sqlite", dbPath+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(60000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE rows (id INTEGER PRIMARY KEY, t TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	hooks := filepath.Join(dir, "writers.d")
+	events := filepath.Join(dir, "hook-events")
+	if err := os.MkdirAll(hooks, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := func(ev string) string {
+		return fmt.Sprintf(`{ command = ["/bin/sh", "-c", "echo %s $VSS_EVENT $VSS_VOLUMES >> %s"], timeout = "5s" }`, ev, events)
+	}
+	hook := fmt.Sprintf("name = \"Test Hook Writer\"\n\n[[component]]\nname = \"data\"\nfiles = [ { path = %q, recursive = true } ]\n\n[events]\nprepare-snapshot = %s\nfreeze = %s\nthaw = %s\npost-snapshot = %s\n",
+		hookData, cmd("ps"), cmd("fr"), cmd("th"), cmd("post"))
+	if err := os.WriteFile(filepath.Join(hooks, "10-test.toml"), []byte(hook), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "vssd.toml")
+	conf := fmt.Sprintf("[writers]\nhooks_dir = %q\n\n[[writers.sqlite]]\nname = \"app\"\npaths = [%q]\n", hooks, dbPath)
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	socket, state := filepath.Join(dir, "vssd.sock"), filepath.Join(dir, "state")
+	startDaemon(t, b, socket, state, "--config", cfg)
+	via := []string{"--socket", socket, "--state-dir", state}
+	r := vssadmin(t, b, nil, append(via, "list", "writers")...).must(t)
+	for _, want := range []string{"Writer name: 'SQLite Writer'", "Writer name: 'Test Hook Writer'", "State: [1] Stable"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("list writers lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
+	// The application inserts while the shadow copy is made.
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var committed []int64 // ids whose commit returned, with their time
+	var commitTimes []time.Time
+	appDone := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				appDone <- nil
+				return
+			default:
+			}
+			res, err := db.Exec("INSERT INTO rows (t) VALUES (?)", time.Now().Format(time.RFC3339Nano))
+			if err != nil {
+				appDone <- err
+				return
+			}
+			id, _ := res.LastInsertId()
+			mu.Lock()
+			committed, commitTimes = append(committed, id), append(commitTimes, time.Now())
+			mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	before := time.Now()
+	vssadmin(t, b, nil, append(via, "create", "shadow", "--for", fs.Dir)...).must(t)
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	if err := <-appDone; err != nil {
+		t.Fatalf("the application: %v", err)
+	}
+	shadows := listJSON(t, b, via...)
+	if len(shadows) != 1 {
+		t.Fatalf("%d shadows", len(shadows))
+	}
+	// Read the shadow's database from a writable copy (SQLite may want to
+	// write its -shm).
+	cp := filepath.Join(t.TempDir(), "db")
+	if out, err := exec.Command("cp", "-a", filepath.Join(shadows[0].ShadowPath, "db"), cp).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	sdb, err := sql.Open("sqlite", filepath.Join(cp, "app.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdb.Close()
+	var check string
+	if err := sdb.QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+		t.Fatalf("integrity_check of the shadow: %q, %v", check, err)
+	}
+	var n, max int64
+	if err := sdb.QueryRow("SELECT count(*), coalesce(max(id), 0) FROM rows").Scan(&n, &max); err != nil {
+		t.Fatal(err)
+	}
+	if n != max {
+		t.Errorf("the shadow has %d rows up to id %d: a hole", n, max)
+	}
+	mu.Lock()
+	for i, id := range committed {
+		if commitTimes[i].Before(before) && id > max {
+			t.Errorf("row %d was committed before the set began but is not in the shadow (max %d)", id, max)
+			break
+		}
+	}
+	t.Logf("the shadow holds %d rows of %d committed", max, len(committed))
+	mu.Unlock()
+
+	got, err := os.ReadFile(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []string
+	for _, l := range strings.Split(strings.TrimSpace(string(got)), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 || f[2] != fs.Dir {
+			t.Errorf("hook line %q: want the event name and the volume %s", l, fs.Dir)
+			continue
+		}
+		evs = append(evs, f[0]+"/"+f[1])
+	}
+	if want := "ps/prepare-snapshot fr/freeze th/thaw post/post-snapshot"; strings.Join(evs, " ") != want {
+		t.Errorf("the hook ran %q, want %q", strings.Join(evs, " "), want)
+	}
+	r = vssadmin(t, b, nil, append(via, "list", "writers", "--format", "json")...).must(t)
+	var ws []struct {
+		Name  string `json:"name"`
+		State int    `json:"state"`
+		Kind  string `json:"kind"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &ws); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]string{}
+	for _, w := range ws {
+		kinds[w.Name] = w.Kind
+		if w.State != 1 {
+			t.Errorf("writer %s in state %d after the set", w.Name, w.State)
+		}
+	}
+	if kinds["SQLite Writer"] != "built-in" || kinds["Test Hook Writer"] != "hook" {
+		t.Errorf("writer kinds %v", kinds)
 	}
 }

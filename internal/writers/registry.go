@@ -298,7 +298,8 @@ type Set struct {
 }
 
 // Select returns the participants of a set of the given volumes: every
-// writer with a component on one of them, except the excluded ones.
+// writer with a component on one of them, and every writer without files,
+// except the excluded ones.
 func (r *Registry) Select(volumes []string, set Set) []*Participant {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -309,7 +310,8 @@ func (r *Registry) Select(volumes []string, set Set) []*Participant {
 			continue
 		}
 		roots := e.meta.Roots()
-		on := false
+		// A writer without files quiesces an application for every set.
+		on := len(roots) == 0
 		for _, root := range roots {
 			if onVolumes(root, volumes) {
 				on = true
