@@ -1,10 +1,12 @@
 package apiserver_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -45,6 +47,8 @@ type sdkWriter struct {
 	seen    map[string]*writer.Event
 	// onAbort runs at the first Abort.
 	onAbort func()
+	// crash makes the process exit in Freeze.
+	crash bool
 }
 
 func newSDKWriter(name string, dirs ...string) *sdkWriter {
@@ -80,8 +84,13 @@ func (w *sdkWriter) on(ctx context.Context, e *writer.Event) error {
 }
 
 func (w *sdkWriter) PrepareSnapshot(ctx context.Context, e *writer.Event) error { return w.on(ctx, e) }
-func (w *sdkWriter) Freeze(ctx context.Context, e *writer.Event) error          { return w.on(ctx, e) }
-func (w *sdkWriter) Thaw(ctx context.Context, e *writer.Event) error            { return w.on(ctx, e) }
+func (w *sdkWriter) Freeze(ctx context.Context, e *writer.Event) error {
+	if w.crash {
+		os.Exit(3)
+	}
+	return w.on(ctx, e)
+}
+func (w *sdkWriter) Thaw(ctx context.Context, e *writer.Event) error { return w.on(ctx, e) }
 func (w *sdkWriter) Abort(ctx context.Context, e *writer.Event) error {
 	w.mu.Lock()
 	f := w.onAbort
@@ -446,5 +455,71 @@ func TestSDKWriterThawsAtDeadline(t *testing.T) {
 	}
 	if sh, _ := f.client.ListShadows(context.Background(), serviceAll()); len(sh) != 0 {
 		t.Errorf("%d shadows left", len(sh))
+	}
+}
+
+// crashEnv makes the test binary a writer process that registers for the
+// directory in the variable (socket=…,dir=…) and exits in Freeze.
+const crashEnv = "VSS_TEST_CRASHING_WRITER"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(crashEnv); spec != "" {
+		socket, dir, _ := strings.Cut(spec, ",")
+		w := newSDKWriter("Crashing Writer", dir)
+		w.crash = true
+		err := writer.Run(context.Background(), w, writer.Options{Socket: socket, Registered: func() { fmt.Println("registered") }})
+		fmt.Println("writer ended:", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// TestWriterCrashesInFreeze: a writer process that dies in Freeze fails
+// the set with VSS_E_WRITER_NOT_RESPONDING at once (not at the freeze
+// limit), nothing is left, and the writer is no longer registered.
+func TestWriterCrashesInFreeze(t *testing.T) {
+	testutil.RequireRoot(t)
+	fs := testutil.NewFS(t, "btrfs", 0)
+	f := start(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashEnv+"="+f.socket+","+fs.Dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "registered" {
+		t.Fatalf("the writer process said %q, %v", line, err)
+	}
+	b := newBackup(t, f)
+	start := time.Now()
+	_, err = b.snapshot(fs.Dir)
+	took := time.Since(start)
+	if code := vsserr.CodeOf(fromStatus(err)); code != vsserr.VSS_E_WRITER_NOT_RESPONDING {
+		t.Fatalf("DoSnapshotSet: %v, want VSS_E_WRITER_NOT_RESPONDING", err)
+	}
+	if took > 10*time.Second {
+		t.Errorf("the set failed after %v: it waited for a dead writer", took)
+	}
+	if sh, _ := f.client.ListShadows(context.Background(), serviceAll()); len(sh) != 0 {
+		t.Errorf("%d shadows left", len(sh))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ws, err := f.client.ListWriters(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ws) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dead writer is still listed: %+v", ws)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
