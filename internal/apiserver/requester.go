@@ -177,10 +177,7 @@ func (r *requester) DoSnapshotSet(ctx context.Context, req *vssv1.SessionRequest
 		return nil, err
 	}
 	res, err := b.DoSnapshotSet(ctx)
-	out := &vssv1.DoSnapshotSetReply{Result: wire.CreateResultToProto(res)}
-	if res != nil {
-		out.Writers = writerInfos(res.Writers)
-	}
+	out := &vssv1.DoSnapshotSetReply{Result: wire.CreateResultToProto(res), Writers: writerInfos(b.GatherWriterStatus())}
 	if x, xerr := b.Document(); xerr == nil {
 		out.BcdXml = x
 	}

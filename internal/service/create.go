@@ -57,7 +57,7 @@ type CreateResult struct {
 	// Writers are the writers that took part, with their state after the
 	// set; Dropped names those that failed and were left out under a
 	// continue or crash-consistent policy.
-	Writers []writers.Status
+	Writers []WriterStatus
 	Dropped []string
 }
 
@@ -87,7 +87,7 @@ func (s *Service) CreateShadowSet(ctx context.Context, req CreateRequest) (res *
 	plan, evicted := pl.Plan, pl.evicted
 	r, err := s.coord.DoSnapshotSet(ctx, plan)
 	if err != nil {
-		return &CreateResult{Evicted: evicted, Writers: participantStatus(pl.parts)}, err
+		return &CreateResult{Evicted: evicted, Writers: listing(participantStatus(pl.parts))}, err
 	}
 
 	res = &CreateResult{Set: r.Set, Shadows: r.Shadows, Timings: r.Timings, Stats: r.Stats, Evicted: evicted, NotFrozen: r.NotFrozen}
@@ -100,7 +100,7 @@ func (s *Service) CreateShadowSet(ctx context.Context, req CreateRequest) (res *
 		// No requester session follows: the writers' backup ends here.
 		s.shutdownWriters(ctx, pl.parts, &r.Set)
 	}
-	res.Writers = participantStatus(pl.parts)
+	res.Writers = listing(participantStatus(pl.parts))
 	res.Timings.Total = time.Since(start) // with the planning and the making of room
 	return res, nil
 }

@@ -96,6 +96,15 @@ func WriterStatusOf(st writers.Status) WriterStatus {
 	}
 }
 
+// listing converts writer states to their listing form.
+func listing(sts []writers.Status) []WriterStatus {
+	var out []WriterStatus
+	for _, st := range sts {
+		out = append(out, WriterStatusOf(st))
+	}
+	return out
+}
+
 func participantStatus(ps []*writers.Participant) []writers.Status {
 	var out []writers.Status
 	for _, p := range ps {

@@ -1602,9 +1602,14 @@ type CreateShadowSetResponse struct {
 	Stats   []*ProviderStats       `protobuf:"bytes,4,rep,name=stats,proto3" json:"stats,omitempty"`
 	Evicted []*Shadow              `protobuf:"bytes,5,rep,name=evicted,proto3" json:"evicted,omitempty"`
 	// Per mount point, why a filesystem was not frozen for the commit.
-	NotFrozen     map[string]string `protobuf:"bytes,6,rep,name=not_frozen,json=notFrozen,proto3" json:"not_frozen,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NotFrozen map[string]string `protobuf:"bytes,6,rep,name=not_frozen,json=notFrozen,proto3" json:"not_frozen,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The writers that took part, with their state after the set.
+	Writers []*WriterStatus `protobuf:"bytes,7,rep,name=writers,proto3" json:"writers,omitempty"`
+	// The writers that failed and were left out under a continue or
+	// crash-consistent policy.
+	DroppedWriters []string `protobuf:"bytes,8,rep,name=dropped_writers,json=droppedWriters,proto3" json:"dropped_writers,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateShadowSetResponse) Reset() {
@@ -1675,6 +1680,20 @@ func (x *CreateShadowSetResponse) GetEvicted() []*Shadow {
 func (x *CreateShadowSetResponse) GetNotFrozen() map[string]string {
 	if x != nil {
 		return x.NotFrozen
+	}
+	return nil
+}
+
+func (x *CreateShadowSetResponse) GetWriters() []*WriterStatus {
+	if x != nil {
+		return x.Writers
+	}
+	return nil
+}
+
+func (x *CreateShadowSetResponse) GetDroppedWriters() []string {
+	if x != nil {
+		return x.DroppedWriters
 	}
 	return nil
 }
@@ -2987,7 +3006,7 @@ const file_vss_v1_admin_proto_rawDesc = "" +
 	"\avolumes\x18\x01 \x03(\tR\avolumes\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x18\n" +
 	"\acontext\x18\x03 \x01(\rR\acontext\x127\n" +
-	"\tautoretry\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\tautoretry\"\xf1\x02\n" +
+	"\tautoretry\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\tautoretry\"\xca\x03\n" +
 	"\x17CreateShadowSetResponse\x12\x1d\n" +
 	"\x03set\x18\x01 \x01(\v2\v.vss.v1.SetR\x03set\x12(\n" +
 	"\ashadows\x18\x02 \x03(\v2\x0e.vss.v1.ShadowR\ashadows\x12)\n" +
@@ -2995,7 +3014,9 @@ const file_vss_v1_admin_proto_rawDesc = "" +
 	"\x05stats\x18\x04 \x03(\v2\x15.vss.v1.ProviderStatsR\x05stats\x12(\n" +
 	"\aevicted\x18\x05 \x03(\v2\x0e.vss.v1.ShadowR\aevicted\x12M\n" +
 	"\n" +
-	"not_frozen\x18\x06 \x03(\v2..vss.v1.CreateShadowSetResponse.NotFrozenEntryR\tnotFrozen\x1a<\n" +
+	"not_frozen\x18\x06 \x03(\v2..vss.v1.CreateShadowSetResponse.NotFrozenEntryR\tnotFrozen\x12.\n" +
+	"\awriters\x18\a \x03(\v2\x14.vss.v1.WriterStatusR\awriters\x12'\n" +
+	"\x0fdropped_writers\x18\b \x03(\tR\x0edroppedWriters\x1a<\n" +
 	"\x0eNotFrozenEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"E\n" +
@@ -3168,55 +3189,56 @@ var file_vss_v1_admin_proto_depIdxs = []int32{
 	9,  // 15: vss.v1.CreateShadowSetResponse.stats:type_name -> vss.v1.ProviderStats
 	4,  // 16: vss.v1.CreateShadowSetResponse.evicted:type_name -> vss.v1.Shadow
 	45, // 17: vss.v1.CreateShadowSetResponse.not_frozen:type_name -> vss.v1.CreateShadowSetResponse.NotFrozenEntry
-	6,  // 18: vss.v1.ListShadowsRequest.selection:type_name -> vss.v1.Selection
-	4,  // 19: vss.v1.ListShadowsResponse.shadows:type_name -> vss.v1.Shadow
-	6,  // 20: vss.v1.SelectRequest.selection:type_name -> vss.v1.Selection
-	4,  // 21: vss.v1.SelectResponse.shadows:type_name -> vss.v1.Shadow
-	14, // 22: vss.v1.QueryRevertsResponse.reverts:type_name -> vss.v1.Revert
-	11, // 23: vss.v1.ListVolumesResponse.volumes:type_name -> vss.v1.VolumeInfo
-	12, // 24: vss.v1.ListProvidersResponse.providers:type_name -> vss.v1.ProviderInfo
-	13, // 25: vss.v1.ListWritersResponse.writers:type_name -> vss.v1.WriterStatus
-	7,  // 26: vss.v1.AddShadowStorageRequest.max:type_name -> vss.v1.MaxSize
-	7,  // 27: vss.v1.ResizeShadowStorageRequest.max:type_name -> vss.v1.MaxSize
-	4,  // 28: vss.v1.ResizeShadowStorageResponse.evicted:type_name -> vss.v1.Shadow
-	10, // 29: vss.v1.ListShadowStorageResponse.storage:type_name -> vss.v1.StorageInfo
-	4,  // 30: vss.v1.StorageShadowsResponse.shadows:type_name -> vss.v1.Shadow
-	4,  // 31: vss.v1.DeleteShadowStorageResponse.deleted:type_name -> vss.v1.Shadow
-	15, // 32: vss.v1.Admin.Info:input_type -> vss.v1.InfoRequest
-	17, // 33: vss.v1.Admin.CreateShadowSet:input_type -> vss.v1.CreateShadowSetRequest
-	19, // 34: vss.v1.Admin.ListShadows:input_type -> vss.v1.ListShadowsRequest
-	21, // 35: vss.v1.Admin.Select:input_type -> vss.v1.SelectRequest
-	23, // 36: vss.v1.Admin.DeleteShadows:input_type -> vss.v1.DeleteShadowsRequest
-	25, // 37: vss.v1.Admin.RevertShadow:input_type -> vss.v1.RevertShadowRequest
-	27, // 38: vss.v1.Admin.QueryReverts:input_type -> vss.v1.QueryRevertsRequest
-	29, // 39: vss.v1.Admin.ListVolumes:input_type -> vss.v1.ListVolumesRequest
-	31, // 40: vss.v1.Admin.ListProviders:input_type -> vss.v1.ListProvidersRequest
-	33, // 41: vss.v1.Admin.ListWriters:input_type -> vss.v1.ListWritersRequest
-	35, // 42: vss.v1.Admin.AddShadowStorage:input_type -> vss.v1.AddShadowStorageRequest
-	37, // 43: vss.v1.Admin.ResizeShadowStorage:input_type -> vss.v1.ResizeShadowStorageRequest
-	39, // 44: vss.v1.Admin.ListShadowStorage:input_type -> vss.v1.ListShadowStorageRequest
-	41, // 45: vss.v1.Admin.StorageShadows:input_type -> vss.v1.StorageShadowsRequest
-	43, // 46: vss.v1.Admin.DeleteShadowStorage:input_type -> vss.v1.DeleteShadowStorageRequest
-	16, // 47: vss.v1.Admin.Info:output_type -> vss.v1.InfoResponse
-	18, // 48: vss.v1.Admin.CreateShadowSet:output_type -> vss.v1.CreateShadowSetResponse
-	20, // 49: vss.v1.Admin.ListShadows:output_type -> vss.v1.ListShadowsResponse
-	22, // 50: vss.v1.Admin.Select:output_type -> vss.v1.SelectResponse
-	24, // 51: vss.v1.Admin.DeleteShadows:output_type -> vss.v1.DeleteShadowsResponse
-	26, // 52: vss.v1.Admin.RevertShadow:output_type -> vss.v1.RevertShadowResponse
-	28, // 53: vss.v1.Admin.QueryReverts:output_type -> vss.v1.QueryRevertsResponse
-	30, // 54: vss.v1.Admin.ListVolumes:output_type -> vss.v1.ListVolumesResponse
-	32, // 55: vss.v1.Admin.ListProviders:output_type -> vss.v1.ListProvidersResponse
-	34, // 56: vss.v1.Admin.ListWriters:output_type -> vss.v1.ListWritersResponse
-	36, // 57: vss.v1.Admin.AddShadowStorage:output_type -> vss.v1.AddShadowStorageResponse
-	38, // 58: vss.v1.Admin.ResizeShadowStorage:output_type -> vss.v1.ResizeShadowStorageResponse
-	40, // 59: vss.v1.Admin.ListShadowStorage:output_type -> vss.v1.ListShadowStorageResponse
-	42, // 60: vss.v1.Admin.StorageShadows:output_type -> vss.v1.StorageShadowsResponse
-	44, // 61: vss.v1.Admin.DeleteShadowStorage:output_type -> vss.v1.DeleteShadowStorageResponse
-	47, // [47:62] is the sub-list for method output_type
-	32, // [32:47] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	13, // 18: vss.v1.CreateShadowSetResponse.writers:type_name -> vss.v1.WriterStatus
+	6,  // 19: vss.v1.ListShadowsRequest.selection:type_name -> vss.v1.Selection
+	4,  // 20: vss.v1.ListShadowsResponse.shadows:type_name -> vss.v1.Shadow
+	6,  // 21: vss.v1.SelectRequest.selection:type_name -> vss.v1.Selection
+	4,  // 22: vss.v1.SelectResponse.shadows:type_name -> vss.v1.Shadow
+	14, // 23: vss.v1.QueryRevertsResponse.reverts:type_name -> vss.v1.Revert
+	11, // 24: vss.v1.ListVolumesResponse.volumes:type_name -> vss.v1.VolumeInfo
+	12, // 25: vss.v1.ListProvidersResponse.providers:type_name -> vss.v1.ProviderInfo
+	13, // 26: vss.v1.ListWritersResponse.writers:type_name -> vss.v1.WriterStatus
+	7,  // 27: vss.v1.AddShadowStorageRequest.max:type_name -> vss.v1.MaxSize
+	7,  // 28: vss.v1.ResizeShadowStorageRequest.max:type_name -> vss.v1.MaxSize
+	4,  // 29: vss.v1.ResizeShadowStorageResponse.evicted:type_name -> vss.v1.Shadow
+	10, // 30: vss.v1.ListShadowStorageResponse.storage:type_name -> vss.v1.StorageInfo
+	4,  // 31: vss.v1.StorageShadowsResponse.shadows:type_name -> vss.v1.Shadow
+	4,  // 32: vss.v1.DeleteShadowStorageResponse.deleted:type_name -> vss.v1.Shadow
+	15, // 33: vss.v1.Admin.Info:input_type -> vss.v1.InfoRequest
+	17, // 34: vss.v1.Admin.CreateShadowSet:input_type -> vss.v1.CreateShadowSetRequest
+	19, // 35: vss.v1.Admin.ListShadows:input_type -> vss.v1.ListShadowsRequest
+	21, // 36: vss.v1.Admin.Select:input_type -> vss.v1.SelectRequest
+	23, // 37: vss.v1.Admin.DeleteShadows:input_type -> vss.v1.DeleteShadowsRequest
+	25, // 38: vss.v1.Admin.RevertShadow:input_type -> vss.v1.RevertShadowRequest
+	27, // 39: vss.v1.Admin.QueryReverts:input_type -> vss.v1.QueryRevertsRequest
+	29, // 40: vss.v1.Admin.ListVolumes:input_type -> vss.v1.ListVolumesRequest
+	31, // 41: vss.v1.Admin.ListProviders:input_type -> vss.v1.ListProvidersRequest
+	33, // 42: vss.v1.Admin.ListWriters:input_type -> vss.v1.ListWritersRequest
+	35, // 43: vss.v1.Admin.AddShadowStorage:input_type -> vss.v1.AddShadowStorageRequest
+	37, // 44: vss.v1.Admin.ResizeShadowStorage:input_type -> vss.v1.ResizeShadowStorageRequest
+	39, // 45: vss.v1.Admin.ListShadowStorage:input_type -> vss.v1.ListShadowStorageRequest
+	41, // 46: vss.v1.Admin.StorageShadows:input_type -> vss.v1.StorageShadowsRequest
+	43, // 47: vss.v1.Admin.DeleteShadowStorage:input_type -> vss.v1.DeleteShadowStorageRequest
+	16, // 48: vss.v1.Admin.Info:output_type -> vss.v1.InfoResponse
+	18, // 49: vss.v1.Admin.CreateShadowSet:output_type -> vss.v1.CreateShadowSetResponse
+	20, // 50: vss.v1.Admin.ListShadows:output_type -> vss.v1.ListShadowsResponse
+	22, // 51: vss.v1.Admin.Select:output_type -> vss.v1.SelectResponse
+	24, // 52: vss.v1.Admin.DeleteShadows:output_type -> vss.v1.DeleteShadowsResponse
+	26, // 53: vss.v1.Admin.RevertShadow:output_type -> vss.v1.RevertShadowResponse
+	28, // 54: vss.v1.Admin.QueryReverts:output_type -> vss.v1.QueryRevertsResponse
+	30, // 55: vss.v1.Admin.ListVolumes:output_type -> vss.v1.ListVolumesResponse
+	32, // 56: vss.v1.Admin.ListProviders:output_type -> vss.v1.ListProvidersResponse
+	34, // 57: vss.v1.Admin.ListWriters:output_type -> vss.v1.ListWritersResponse
+	36, // 58: vss.v1.Admin.AddShadowStorage:output_type -> vss.v1.AddShadowStorageResponse
+	38, // 59: vss.v1.Admin.ResizeShadowStorage:output_type -> vss.v1.ResizeShadowStorageResponse
+	40, // 60: vss.v1.Admin.ListShadowStorage:output_type -> vss.v1.ListShadowStorageResponse
+	42, // 61: vss.v1.Admin.StorageShadows:output_type -> vss.v1.StorageShadowsResponse
+	44, // 62: vss.v1.Admin.DeleteShadowStorage:output_type -> vss.v1.DeleteShadowStorageResponse
+	48, // [48:63] is the sub-list for method output_type
+	33, // [33:48] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_vss_v1_admin_proto_init() }

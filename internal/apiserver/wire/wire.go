@@ -314,8 +314,10 @@ func CreateResultToProto(r *service.CreateResult) *vssv1.CreateShadowSetResponse
 			Hold:    duration(r.Timings.Hold),
 			Total:   duration(r.Timings.Total),
 		},
-		Evicted:   ShadowsToProto(r.Evicted),
-		NotFrozen: r.NotFrozen,
+		Evicted:        ShadowsToProto(r.Evicted),
+		NotFrozen:      r.NotFrozen,
+		Writers:        WritersToProto(r.Writers),
+		DroppedWriters: cloneStrings(r.Dropped),
 	}
 	if r.Set.ID != uuid.Nil {
 		p.Set = SetToProto(r.Set)
@@ -341,6 +343,14 @@ func CreateResultFromProto(p *vssv1.CreateShadowSetResponse) (*service.CreateRes
 			Total:   fromDuration(p.GetTimings().GetTotal()),
 		},
 		Evicted: d.shadows(p.GetEvicted()),
+		Dropped: cloneStrings(p.GetDroppedWriters()),
+	}
+	if ws := p.GetWriters(); len(ws) > 0 {
+		w, err := WritersFromProto(ws)
+		if err != nil {
+			return r, err
+		}
+		r.Writers = w
 	}
 	if p.GetSet() != nil {
 		r.Set = d.set(p.GetSet())
