@@ -104,7 +104,9 @@ func (l *local) ExcludeWriters(ctx context.Context, names []string) error {
 func (l *local) AddComponent(ctx context.Context, instance uuid.UUID, lp, name string) error {
 	return l.b.AddComponent(instance, lp, name)
 }
-func (l *local) StartSnapshotSet(ctx context.Context) (uuid.UUID, error) { return l.b.StartSnapshotSet() }
+func (l *local) StartSnapshotSet(ctx context.Context) (uuid.UUID, error) {
+	return l.b.StartSnapshotSet()
+}
 func (l *local) AddToSnapshotSet(ctx context.Context, volume, provider string) (uuid.UUID, error) {
 	return l.b.AddToSnapshotSet(volume, provider)
 }
