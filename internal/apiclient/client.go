@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -343,3 +344,47 @@ func (c *Client) DeleteShadowStorage(ctx context.Context, forPath, onPath string
 // Conn returns the client's connection, for the other services of the API
 // (Requester, Writers).
 func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+// Expose mounts a persistent shadow copy read-only at path.
+func (c *Client) Expose(ctx context.Context, id uuid.UUID, path string) (catalog.Shadow, error) {
+	r, err := c.api.Expose(ctx, &vssv1.ExposeRequest{ShadowId: wire.IDToProto(id), Path: abs(path)})
+	if err != nil {
+		return catalog.Shadow{}, fail(err, nil)
+	}
+	sh, err := wire.ShadowsFromProto([]*vssv1.Shadow{r.GetShadow()})
+	if err != nil {
+		return catalog.Shadow{}, err
+	}
+	return sh[0], nil
+}
+
+// Unexpose undoes Expose.
+func (c *Client) Unexpose(ctx context.Context, path string) (catalog.Shadow, error) {
+	if filepath.IsAbs(path) || strings.Contains(path, "/") {
+		path = abs(path)
+	}
+	r, err := c.api.Unexpose(ctx, &vssv1.UnexposeRequest{Path: path})
+	if err != nil {
+		return catalog.Shadow{}, fail(err, nil)
+	}
+	sh, err := wire.ShadowsFromProto([]*vssv1.Shadow{r.GetShadow()})
+	if err != nil {
+		return catalog.Shadow{}, err
+	}
+	return sh[0], nil
+}
+
+// BreakSet takes a set's shadow copies out of the service.
+func (c *Client) BreakSet(ctx context.Context, setID uuid.UUID, writable bool) ([]catalog.Shadow, error) {
+	r, err := c.api.BreakSet(ctx, &vssv1.BreakSetRequest{SetId: wire.IDToProto(setID), Writable: writable})
+	if err != nil {
+		partial := &vssv1.BreakSetResponse{}
+		has, e := wire.FromStatus(err, partial)
+		if !has {
+			return nil, e
+		}
+		shs, _ := wire.ShadowsFromProto(partial.GetShadows())
+		return shs, e
+	}
+	return wire.ShadowsFromProto(r.GetShadows())
+}

@@ -43,6 +43,9 @@ var rights = map[string]Right{
 	vssv1.Admin_ListShadowStorage_FullMethodName:   RightList,
 	vssv1.Admin_StorageShadows_FullMethodName:      RightList,
 	vssv1.Admin_DeleteShadowStorage_FullMethodName: RightDelete,
+	vssv1.Admin_Expose_FullMethodName:              RightCreate,
+	vssv1.Admin_Unexpose_FullMethodName:            RightCreate,
+	vssv1.Admin_BreakSet_FullMethodName:            RightDelete,
 
 	vssv1.Requester_InitializeForBackup_FullMethodName:  RightCreate,
 	vssv1.Requester_InitializeForRestore_FullMethodName: RightDelete,

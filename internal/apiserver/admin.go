@@ -145,3 +145,32 @@ func (a *admin) DeleteShadowStorage(ctx context.Context, req *vssv1.DeleteShadow
 	deleted, err := a.svc.DeleteShadowStorage(ctx, req.GetFor(), req.GetOn())
 	return &vssv1.DeleteShadowStorageResponse{Deleted: wire.ShadowsToProto(deleted)}, err
 }
+
+func (a *admin) Expose(ctx context.Context, req *vssv1.ExposeRequest) (*vssv1.ExposeResponse, error) {
+	id, err := wire.IDFromProto("shadow_id", req.GetShadowId())
+	if err != nil {
+		return nil, err
+	}
+	sh, err := a.svc.Expose(ctx, id, req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	return &vssv1.ExposeResponse{Shadow: wire.ShadowToProto(sh)}, nil
+}
+
+func (a *admin) Unexpose(ctx context.Context, req *vssv1.UnexposeRequest) (*vssv1.ExposeResponse, error) {
+	sh, err := a.svc.Unexpose(ctx, req.GetPath())
+	if err != nil {
+		return nil, err
+	}
+	return &vssv1.ExposeResponse{Shadow: wire.ShadowToProto(sh)}, nil
+}
+
+func (a *admin) BreakSet(ctx context.Context, req *vssv1.BreakSetRequest) (*vssv1.BreakSetResponse, error) {
+	id, err := wire.IDFromProto("set_id", req.GetSetId())
+	if err != nil {
+		return nil, err
+	}
+	shs, err := a.svc.BreakSet(ctx, id, req.GetWritable())
+	return &vssv1.BreakSetResponse{Shadows: wire.ShadowsToProto(shs)}, err
+}

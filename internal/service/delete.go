@@ -134,6 +134,9 @@ func (s *Service) deleteShadows(ctx context.Context, shadows []catalog.Shadow, w
 
 // removeShadow has the shadow's provider delete it.
 func (s *Service) removeShadow(ctx context.Context, sh catalog.Shadow) error {
+	if err := unexpose(sh); err != nil {
+		return err
+	}
 	p, err := s.providerByName(sh.Provider)
 	if err != nil {
 		return err

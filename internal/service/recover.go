@@ -75,6 +75,10 @@ func (s *Service) recover(ctx context.Context) error {
 		return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "catalog")
 	}
 	for _, sh := range deleting {
+		if err := unexpose(sh); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		if err := s.removePath(ctx, sh.Provider, sh.ShadowPath); err != nil {
 			errs = append(errs, err)
 			continue
@@ -115,6 +119,7 @@ func (s *Service) recover(ctx context.Context) error {
 	}
 	errs = append(errs, s.deleteShadows(ctx, release, "auto-release at start"))
 	errs = append(errs, s.sweep(ctx, keep))
+	errs = append(errs, s.restoreExposures(keep))
 	if err := errors.Join(errs...); err != nil {
 		return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "recovering the state of %s", s.cfg.StateDir)
 	}

@@ -2868,6 +2868,242 @@ func (x *DeleteShadowStorageResponse) GetDeleted() []*Shadow {
 	return nil
 }
 
+type ExposeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ShadowId      string                 `protobuf:"bytes,1,opt,name=shadow_id,json=shadowId,proto3" json:"shadow_id,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExposeRequest) Reset() {
+	*x = ExposeRequest{}
+	mi := &file_vss_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExposeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExposeRequest) ProtoMessage() {}
+
+func (x *ExposeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vss_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExposeRequest.ProtoReflect.Descriptor instead.
+func (*ExposeRequest) Descriptor() ([]byte, []int) {
+	return file_vss_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ExposeRequest) GetShadowId() string {
+	if x != nil {
+		return x.ShadowId
+	}
+	return ""
+}
+
+func (x *ExposeRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type ExposeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shadow        *Shadow                `protobuf:"bytes,1,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExposeResponse) Reset() {
+	*x = ExposeResponse{}
+	mi := &file_vss_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExposeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExposeResponse) ProtoMessage() {}
+
+func (x *ExposeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vss_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExposeResponse.ProtoReflect.Descriptor instead.
+func (*ExposeResponse) Descriptor() ([]byte, []int) {
+	return file_vss_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ExposeResponse) GetShadow() *Shadow {
+	if x != nil {
+		return x.Shadow
+	}
+	return nil
+}
+
+type UnexposeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnexposeRequest) Reset() {
+	*x = UnexposeRequest{}
+	mi := &file_vss_v1_admin_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnexposeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnexposeRequest) ProtoMessage() {}
+
+func (x *UnexposeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vss_v1_admin_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnexposeRequest.ProtoReflect.Descriptor instead.
+func (*UnexposeRequest) Descriptor() ([]byte, []int) {
+	return file_vss_v1_admin_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *UnexposeRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type BreakSetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SetId         string                 `protobuf:"bytes,1,opt,name=set_id,json=setId,proto3" json:"set_id,omitempty"`
+	Writable      bool                   `protobuf:"varint,2,opt,name=writable,proto3" json:"writable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreakSetRequest) Reset() {
+	*x = BreakSetRequest{}
+	mi := &file_vss_v1_admin_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreakSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreakSetRequest) ProtoMessage() {}
+
+func (x *BreakSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vss_v1_admin_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreakSetRequest.ProtoReflect.Descriptor instead.
+func (*BreakSetRequest) Descriptor() ([]byte, []int) {
+	return file_vss_v1_admin_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *BreakSetRequest) GetSetId() string {
+	if x != nil {
+		return x.SetId
+	}
+	return ""
+}
+
+func (x *BreakSetRequest) GetWritable() bool {
+	if x != nil {
+		return x.Writable
+	}
+	return false
+}
+
+type BreakSetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shadows       []*Shadow              `protobuf:"bytes,1,rep,name=shadows,proto3" json:"shadows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreakSetResponse) Reset() {
+	*x = BreakSetResponse{}
+	mi := &file_vss_v1_admin_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreakSetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreakSetResponse) ProtoMessage() {}
+
+func (x *BreakSetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vss_v1_admin_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreakSetResponse.ProtoReflect.Descriptor instead.
+func (*BreakSetResponse) Descriptor() ([]byte, []int) {
+	return file_vss_v1_admin_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *BreakSetResponse) GetShadows() []*Shadow {
+	if x != nil {
+		return x.Shadows
+	}
+	return nil
+}
+
 var File_vss_v1_admin_proto protoreflect.FileDescriptor
 
 const file_vss_v1_admin_proto_rawDesc = "" +
@@ -3074,7 +3310,19 @@ const file_vss_v1_admin_proto_rawDesc = "" +
 	"\x03for\x18\x01 \x01(\tR\x03for\x12\x0e\n" +
 	"\x02on\x18\x02 \x01(\tR\x02on\"G\n" +
 	"\x1bDeleteShadowStorageResponse\x12(\n" +
-	"\adeleted\x18\x01 \x03(\v2\x0e.vss.v1.ShadowR\adeleted*^\n" +
+	"\adeleted\x18\x01 \x03(\v2\x0e.vss.v1.ShadowR\adeleted\"@\n" +
+	"\rExposeRequest\x12\x1b\n" +
+	"\tshadow_id\x18\x01 \x01(\tR\bshadowId\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"8\n" +
+	"\x0eExposeResponse\x12&\n" +
+	"\x06shadow\x18\x01 \x01(\v2\x0e.vss.v1.ShadowR\x06shadow\"%\n" +
+	"\x0fUnexposeRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"D\n" +
+	"\x0fBreakSetRequest\x12\x15\n" +
+	"\x06set_id\x18\x01 \x01(\tR\x05setId\x12\x1a\n" +
+	"\bwritable\x18\x02 \x01(\bR\bwritable\"<\n" +
+	"\x10BreakSetResponse\x12(\n" +
+	"\ashadows\x18\x01 \x03(\v2\x0e.vss.v1.ShadowR\ashadows*^\n" +
 	"\vMaxSizeKind\x12\x1b\n" +
 	"\x17MAX_SIZE_KIND_UNBOUNDED\x10\x00\x12\x17\n" +
 	"\x13MAX_SIZE_KIND_BYTES\x10\x01\x12\x19\n" +
@@ -3088,7 +3336,8 @@ const file_vss_v1_admin_proto_rawDesc = "" +
 	"\x1bPROVIDER_METHOD_UNSPECIFIED\x10\x00\x12%\n" +
 	"!PROVIDER_METHOD_REDIRECT_ON_WRITE\x10\x01\x12!\n" +
 	"\x1dPROVIDER_METHOD_COPY_ON_WRITE\x10\x02\x12!\n" +
-	"\x1dPROVIDER_METHOD_COMPLETE_COPY\x10\x032\x93\t\n" +
+	"\x1dPROVIDER_METHOD_COMPLETE_COPY\x10\x032\xc8\n" +
+	"\n" +
 	"\x05Admin\x121\n" +
 	"\x04Info\x12\x13.vss.v1.InfoRequest\x1a\x14.vss.v1.InfoResponse\x12R\n" +
 	"\x0fCreateShadowSet\x12\x1e.vss.v1.CreateShadowSetRequest\x1a\x1f.vss.v1.CreateShadowSetResponse\x12F\n" +
@@ -3104,7 +3353,10 @@ const file_vss_v1_admin_proto_rawDesc = "" +
 	"\x13ResizeShadowStorage\x12\".vss.v1.ResizeShadowStorageRequest\x1a#.vss.v1.ResizeShadowStorageResponse\x12X\n" +
 	"\x11ListShadowStorage\x12 .vss.v1.ListShadowStorageRequest\x1a!.vss.v1.ListShadowStorageResponse\x12O\n" +
 	"\x0eStorageShadows\x12\x1d.vss.v1.StorageShadowsRequest\x1a\x1e.vss.v1.StorageShadowsResponse\x12^\n" +
-	"\x13DeleteShadowStorage\x12\".vss.v1.DeleteShadowStorageRequest\x1a#.vss.v1.DeleteShadowStorageResponseB*Z(github.com/linuxvss/vss/api/vss/v1;vssv1b\x06proto3"
+	"\x13DeleteShadowStorage\x12\".vss.v1.DeleteShadowStorageRequest\x1a#.vss.v1.DeleteShadowStorageResponse\x127\n" +
+	"\x06Expose\x12\x15.vss.v1.ExposeRequest\x1a\x16.vss.v1.ExposeResponse\x12;\n" +
+	"\bUnexpose\x12\x17.vss.v1.UnexposeRequest\x1a\x16.vss.v1.ExposeResponse\x12=\n" +
+	"\bBreakSet\x12\x17.vss.v1.BreakSetRequest\x1a\x18.vss.v1.BreakSetResponseB*Z(github.com/linuxvss/vss/api/vss/v1;vssv1b\x06proto3"
 
 var (
 	file_vss_v1_admin_proto_rawDescOnce sync.Once
@@ -3119,7 +3371,7 @@ func file_vss_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_vss_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_vss_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_vss_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_vss_v1_admin_proto_goTypes = []any{
 	(MaxSizeKind)(0),                    // 0: vss.v1.MaxSizeKind
 	(ProviderType)(0),                   // 1: vss.v1.ProviderType
@@ -3166,29 +3418,34 @@ var file_vss_v1_admin_proto_goTypes = []any{
 	(*StorageShadowsResponse)(nil),      // 42: vss.v1.StorageShadowsResponse
 	(*DeleteShadowStorageRequest)(nil),  // 43: vss.v1.DeleteShadowStorageRequest
 	(*DeleteShadowStorageResponse)(nil), // 44: vss.v1.DeleteShadowStorageResponse
-	nil,                                 // 45: vss.v1.CreateShadowSetResponse.NotFrozenEntry
-	(*timestamppb.Timestamp)(nil),       // 46: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 47: google.protobuf.Duration
+	(*ExposeRequest)(nil),               // 45: vss.v1.ExposeRequest
+	(*ExposeResponse)(nil),              // 46: vss.v1.ExposeResponse
+	(*UnexposeRequest)(nil),             // 47: vss.v1.UnexposeRequest
+	(*BreakSetRequest)(nil),             // 48: vss.v1.BreakSetRequest
+	(*BreakSetResponse)(nil),            // 49: vss.v1.BreakSetResponse
+	nil,                                 // 50: vss.v1.CreateShadowSetResponse.NotFrozenEntry
+	(*timestamppb.Timestamp)(nil),       // 51: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 52: google.protobuf.Duration
 }
 var file_vss_v1_admin_proto_depIdxs = []int32{
-	46, // 0: vss.v1.Shadow.created:type_name -> google.protobuf.Timestamp
-	46, // 1: vss.v1.Set.created:type_name -> google.protobuf.Timestamp
-	47, // 2: vss.v1.Timings.prepare:type_name -> google.protobuf.Duration
-	47, // 3: vss.v1.Timings.freeze:type_name -> google.protobuf.Duration
-	47, // 4: vss.v1.Timings.flush:type_name -> google.protobuf.Duration
-	47, // 5: vss.v1.Timings.hold:type_name -> google.protobuf.Duration
-	47, // 6: vss.v1.Timings.total:type_name -> google.protobuf.Duration
+	51, // 0: vss.v1.Shadow.created:type_name -> google.protobuf.Timestamp
+	51, // 1: vss.v1.Set.created:type_name -> google.protobuf.Timestamp
+	52, // 2: vss.v1.Timings.prepare:type_name -> google.protobuf.Duration
+	52, // 3: vss.v1.Timings.freeze:type_name -> google.protobuf.Duration
+	52, // 4: vss.v1.Timings.flush:type_name -> google.protobuf.Duration
+	52, // 5: vss.v1.Timings.hold:type_name -> google.protobuf.Duration
+	52, // 6: vss.v1.Timings.total:type_name -> google.protobuf.Duration
 	0,  // 7: vss.v1.StorageInfo.max_kind:type_name -> vss.v1.MaxSizeKind
 	1,  // 8: vss.v1.ProviderInfo.type:type_name -> vss.v1.ProviderType
 	2,  // 9: vss.v1.ProviderInfo.method:type_name -> vss.v1.ProviderMethod
-	46, // 10: vss.v1.Revert.started:type_name -> google.protobuf.Timestamp
-	47, // 11: vss.v1.CreateShadowSetRequest.autoretry:type_name -> google.protobuf.Duration
+	51, // 10: vss.v1.Revert.started:type_name -> google.protobuf.Timestamp
+	52, // 11: vss.v1.CreateShadowSetRequest.autoretry:type_name -> google.protobuf.Duration
 	5,  // 12: vss.v1.CreateShadowSetResponse.set:type_name -> vss.v1.Set
 	4,  // 13: vss.v1.CreateShadowSetResponse.shadows:type_name -> vss.v1.Shadow
 	8,  // 14: vss.v1.CreateShadowSetResponse.timings:type_name -> vss.v1.Timings
 	9,  // 15: vss.v1.CreateShadowSetResponse.stats:type_name -> vss.v1.ProviderStats
 	4,  // 16: vss.v1.CreateShadowSetResponse.evicted:type_name -> vss.v1.Shadow
-	45, // 17: vss.v1.CreateShadowSetResponse.not_frozen:type_name -> vss.v1.CreateShadowSetResponse.NotFrozenEntry
+	50, // 17: vss.v1.CreateShadowSetResponse.not_frozen:type_name -> vss.v1.CreateShadowSetResponse.NotFrozenEntry
 	13, // 18: vss.v1.CreateShadowSetResponse.writers:type_name -> vss.v1.WriterStatus
 	6,  // 19: vss.v1.ListShadowsRequest.selection:type_name -> vss.v1.Selection
 	4,  // 20: vss.v1.ListShadowsResponse.shadows:type_name -> vss.v1.Shadow
@@ -3204,41 +3461,49 @@ var file_vss_v1_admin_proto_depIdxs = []int32{
 	10, // 30: vss.v1.ListShadowStorageResponse.storage:type_name -> vss.v1.StorageInfo
 	4,  // 31: vss.v1.StorageShadowsResponse.shadows:type_name -> vss.v1.Shadow
 	4,  // 32: vss.v1.DeleteShadowStorageResponse.deleted:type_name -> vss.v1.Shadow
-	15, // 33: vss.v1.Admin.Info:input_type -> vss.v1.InfoRequest
-	17, // 34: vss.v1.Admin.CreateShadowSet:input_type -> vss.v1.CreateShadowSetRequest
-	19, // 35: vss.v1.Admin.ListShadows:input_type -> vss.v1.ListShadowsRequest
-	21, // 36: vss.v1.Admin.Select:input_type -> vss.v1.SelectRequest
-	23, // 37: vss.v1.Admin.DeleteShadows:input_type -> vss.v1.DeleteShadowsRequest
-	25, // 38: vss.v1.Admin.RevertShadow:input_type -> vss.v1.RevertShadowRequest
-	27, // 39: vss.v1.Admin.QueryReverts:input_type -> vss.v1.QueryRevertsRequest
-	29, // 40: vss.v1.Admin.ListVolumes:input_type -> vss.v1.ListVolumesRequest
-	31, // 41: vss.v1.Admin.ListProviders:input_type -> vss.v1.ListProvidersRequest
-	33, // 42: vss.v1.Admin.ListWriters:input_type -> vss.v1.ListWritersRequest
-	35, // 43: vss.v1.Admin.AddShadowStorage:input_type -> vss.v1.AddShadowStorageRequest
-	37, // 44: vss.v1.Admin.ResizeShadowStorage:input_type -> vss.v1.ResizeShadowStorageRequest
-	39, // 45: vss.v1.Admin.ListShadowStorage:input_type -> vss.v1.ListShadowStorageRequest
-	41, // 46: vss.v1.Admin.StorageShadows:input_type -> vss.v1.StorageShadowsRequest
-	43, // 47: vss.v1.Admin.DeleteShadowStorage:input_type -> vss.v1.DeleteShadowStorageRequest
-	16, // 48: vss.v1.Admin.Info:output_type -> vss.v1.InfoResponse
-	18, // 49: vss.v1.Admin.CreateShadowSet:output_type -> vss.v1.CreateShadowSetResponse
-	20, // 50: vss.v1.Admin.ListShadows:output_type -> vss.v1.ListShadowsResponse
-	22, // 51: vss.v1.Admin.Select:output_type -> vss.v1.SelectResponse
-	24, // 52: vss.v1.Admin.DeleteShadows:output_type -> vss.v1.DeleteShadowsResponse
-	26, // 53: vss.v1.Admin.RevertShadow:output_type -> vss.v1.RevertShadowResponse
-	28, // 54: vss.v1.Admin.QueryReverts:output_type -> vss.v1.QueryRevertsResponse
-	30, // 55: vss.v1.Admin.ListVolumes:output_type -> vss.v1.ListVolumesResponse
-	32, // 56: vss.v1.Admin.ListProviders:output_type -> vss.v1.ListProvidersResponse
-	34, // 57: vss.v1.Admin.ListWriters:output_type -> vss.v1.ListWritersResponse
-	36, // 58: vss.v1.Admin.AddShadowStorage:output_type -> vss.v1.AddShadowStorageResponse
-	38, // 59: vss.v1.Admin.ResizeShadowStorage:output_type -> vss.v1.ResizeShadowStorageResponse
-	40, // 60: vss.v1.Admin.ListShadowStorage:output_type -> vss.v1.ListShadowStorageResponse
-	42, // 61: vss.v1.Admin.StorageShadows:output_type -> vss.v1.StorageShadowsResponse
-	44, // 62: vss.v1.Admin.DeleteShadowStorage:output_type -> vss.v1.DeleteShadowStorageResponse
-	48, // [48:63] is the sub-list for method output_type
-	33, // [33:48] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	4,  // 33: vss.v1.ExposeResponse.shadow:type_name -> vss.v1.Shadow
+	4,  // 34: vss.v1.BreakSetResponse.shadows:type_name -> vss.v1.Shadow
+	15, // 35: vss.v1.Admin.Info:input_type -> vss.v1.InfoRequest
+	17, // 36: vss.v1.Admin.CreateShadowSet:input_type -> vss.v1.CreateShadowSetRequest
+	19, // 37: vss.v1.Admin.ListShadows:input_type -> vss.v1.ListShadowsRequest
+	21, // 38: vss.v1.Admin.Select:input_type -> vss.v1.SelectRequest
+	23, // 39: vss.v1.Admin.DeleteShadows:input_type -> vss.v1.DeleteShadowsRequest
+	25, // 40: vss.v1.Admin.RevertShadow:input_type -> vss.v1.RevertShadowRequest
+	27, // 41: vss.v1.Admin.QueryReverts:input_type -> vss.v1.QueryRevertsRequest
+	29, // 42: vss.v1.Admin.ListVolumes:input_type -> vss.v1.ListVolumesRequest
+	31, // 43: vss.v1.Admin.ListProviders:input_type -> vss.v1.ListProvidersRequest
+	33, // 44: vss.v1.Admin.ListWriters:input_type -> vss.v1.ListWritersRequest
+	35, // 45: vss.v1.Admin.AddShadowStorage:input_type -> vss.v1.AddShadowStorageRequest
+	37, // 46: vss.v1.Admin.ResizeShadowStorage:input_type -> vss.v1.ResizeShadowStorageRequest
+	39, // 47: vss.v1.Admin.ListShadowStorage:input_type -> vss.v1.ListShadowStorageRequest
+	41, // 48: vss.v1.Admin.StorageShadows:input_type -> vss.v1.StorageShadowsRequest
+	43, // 49: vss.v1.Admin.DeleteShadowStorage:input_type -> vss.v1.DeleteShadowStorageRequest
+	45, // 50: vss.v1.Admin.Expose:input_type -> vss.v1.ExposeRequest
+	47, // 51: vss.v1.Admin.Unexpose:input_type -> vss.v1.UnexposeRequest
+	48, // 52: vss.v1.Admin.BreakSet:input_type -> vss.v1.BreakSetRequest
+	16, // 53: vss.v1.Admin.Info:output_type -> vss.v1.InfoResponse
+	18, // 54: vss.v1.Admin.CreateShadowSet:output_type -> vss.v1.CreateShadowSetResponse
+	20, // 55: vss.v1.Admin.ListShadows:output_type -> vss.v1.ListShadowsResponse
+	22, // 56: vss.v1.Admin.Select:output_type -> vss.v1.SelectResponse
+	24, // 57: vss.v1.Admin.DeleteShadows:output_type -> vss.v1.DeleteShadowsResponse
+	26, // 58: vss.v1.Admin.RevertShadow:output_type -> vss.v1.RevertShadowResponse
+	28, // 59: vss.v1.Admin.QueryReverts:output_type -> vss.v1.QueryRevertsResponse
+	30, // 60: vss.v1.Admin.ListVolumes:output_type -> vss.v1.ListVolumesResponse
+	32, // 61: vss.v1.Admin.ListProviders:output_type -> vss.v1.ListProvidersResponse
+	34, // 62: vss.v1.Admin.ListWriters:output_type -> vss.v1.ListWritersResponse
+	36, // 63: vss.v1.Admin.AddShadowStorage:output_type -> vss.v1.AddShadowStorageResponse
+	38, // 64: vss.v1.Admin.ResizeShadowStorage:output_type -> vss.v1.ResizeShadowStorageResponse
+	40, // 65: vss.v1.Admin.ListShadowStorage:output_type -> vss.v1.ListShadowStorageResponse
+	42, // 66: vss.v1.Admin.StorageShadows:output_type -> vss.v1.StorageShadowsResponse
+	44, // 67: vss.v1.Admin.DeleteShadowStorage:output_type -> vss.v1.DeleteShadowStorageResponse
+	46, // 68: vss.v1.Admin.Expose:output_type -> vss.v1.ExposeResponse
+	46, // 69: vss.v1.Admin.Unexpose:output_type -> vss.v1.ExposeResponse
+	49, // 70: vss.v1.Admin.BreakSet:output_type -> vss.v1.BreakSetResponse
+	53, // [53:71] is the sub-list for method output_type
+	35, // [35:53] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_vss_v1_admin_proto_init() }
@@ -3252,7 +3517,7 @@ func file_vss_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vss_v1_admin_proto_rawDesc), len(file_vss_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   43,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -51,6 +51,9 @@ const (
 	Admin_ListShadowStorage_FullMethodName   = "/vss.v1.Admin/ListShadowStorage"
 	Admin_StorageShadows_FullMethodName      = "/vss.v1.Admin/StorageShadows"
 	Admin_DeleteShadowStorage_FullMethodName = "/vss.v1.Admin/DeleteShadowStorage"
+	Admin_Expose_FullMethodName              = "/vss.v1.Admin/Expose"
+	Admin_Unexpose_FullMethodName            = "/vss.v1.Admin/Unexpose"
+	Admin_BreakSet_FullMethodName            = "/vss.v1.Admin/BreakSet"
 )
 
 // AdminClient is the client API for Admin service.
@@ -94,6 +97,13 @@ type AdminClient interface {
 	// DeleteShadowStorage deletes associations and the shadow copies they
 	// hold.
 	DeleteShadowStorage(ctx context.Context, in *DeleteShadowStorageRequest, opts ...grpc.CallOption) (*DeleteShadowStorageResponse, error)
+	// Expose mounts a persistent shadow copy read-only at a path.
+	Expose(ctx context.Context, in *ExposeRequest, opts ...grpc.CallOption) (*ExposeResponse, error)
+	// Unexpose undoes Expose (by mount point or shadow ID).
+	Unexpose(ctx context.Context, in *UnexposeRequest, opts ...grpc.CallOption) (*ExposeResponse, error)
+	// BreakSet takes a set's shadow copies out of the service: they stay on
+	// disk as ordinary directories, no longer in the catalog.
+	BreakSet(ctx context.Context, in *BreakSetRequest, opts ...grpc.CallOption) (*BreakSetResponse, error)
 }
 
 type adminClient struct {
@@ -254,6 +264,36 @@ func (c *adminClient) DeleteShadowStorage(ctx context.Context, in *DeleteShadowS
 	return out, nil
 }
 
+func (c *adminClient) Expose(ctx context.Context, in *ExposeRequest, opts ...grpc.CallOption) (*ExposeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExposeResponse)
+	err := c.cc.Invoke(ctx, Admin_Expose_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Unexpose(ctx context.Context, in *UnexposeRequest, opts ...grpc.CallOption) (*ExposeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExposeResponse)
+	err := c.cc.Invoke(ctx, Admin_Unexpose_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) BreakSet(ctx context.Context, in *BreakSetRequest, opts ...grpc.CallOption) (*BreakSetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BreakSetResponse)
+	err := c.cc.Invoke(ctx, Admin_BreakSet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -295,6 +335,13 @@ type AdminServer interface {
 	// DeleteShadowStorage deletes associations and the shadow copies they
 	// hold.
 	DeleteShadowStorage(context.Context, *DeleteShadowStorageRequest) (*DeleteShadowStorageResponse, error)
+	// Expose mounts a persistent shadow copy read-only at a path.
+	Expose(context.Context, *ExposeRequest) (*ExposeResponse, error)
+	// Unexpose undoes Expose (by mount point or shadow ID).
+	Unexpose(context.Context, *UnexposeRequest) (*ExposeResponse, error)
+	// BreakSet takes a set's shadow copies out of the service: they stay on
+	// disk as ordinary directories, no longer in the catalog.
+	BreakSet(context.Context, *BreakSetRequest) (*BreakSetResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -349,6 +396,15 @@ func (UnimplementedAdminServer) StorageShadows(context.Context, *StorageShadowsR
 }
 func (UnimplementedAdminServer) DeleteShadowStorage(context.Context, *DeleteShadowStorageRequest) (*DeleteShadowStorageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteShadowStorage not implemented")
+}
+func (UnimplementedAdminServer) Expose(context.Context, *ExposeRequest) (*ExposeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Expose not implemented")
+}
+func (UnimplementedAdminServer) Unexpose(context.Context, *UnexposeRequest) (*ExposeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Unexpose not implemented")
+}
+func (UnimplementedAdminServer) BreakSet(context.Context, *BreakSetRequest) (*BreakSetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BreakSet not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -641,6 +697,60 @@ func _Admin_DeleteShadowStorage_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Expose_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExposeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Expose(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Expose_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Expose(ctx, req.(*ExposeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Unexpose_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnexposeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Unexpose(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Unexpose_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Unexpose(ctx, req.(*UnexposeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_BreakSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BreakSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).BreakSet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_BreakSet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).BreakSet(ctx, req.(*BreakSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -707,6 +817,18 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteShadowStorage",
 			Handler:    _Admin_DeleteShadowStorage_Handler,
+		},
+		{
+			MethodName: "Expose",
+			Handler:    _Admin_Expose_Handler,
+		},
+		{
+			MethodName: "Unexpose",
+			Handler:    _Admin_Unexpose_Handler,
+		},
+		{
+			MethodName: "BreakSet",
+			Handler:    _Admin_BreakSet_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
