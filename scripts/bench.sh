@@ -7,7 +7,7 @@
 #   sudo scripts/bench.sh --json out.json    # also write the results as JSON
 #
 # Every option is passed to vssbench (see `vssbench -h`): --quick, --json FILE,
-# --workdir DIR, --reps N, --only create,hold,reflink,copy,list, --verbose.
+# --workdir DIR, --reps N, --only create,hold,reflink,copy,list,writers,pgbench, --verbose.
 #
 # It must run as root (filesystems on loop devices). It installs what is
 # missing with apt-get (btrfs-progs, xfsprogs, e2fsprogs, snapper), builds
@@ -35,6 +35,7 @@ declare -A need=(
 	[losetup]=mount
 )
 declare -A want=(
+	['/usr/lib/postgresql/*/bin/pgbench']=postgresql
 	[snapper]=snapper
 	[dbus-daemon]=dbus-daemon
 )
@@ -42,7 +43,11 @@ missing() {
 	local -n map=$1
 	local c
 	for c in "${!map[@]}"; do
-		command -v "$c" >/dev/null 2>&1 || echo "${map[$c]}"
+		if [[ $c == /* ]]; then
+			compgen -G "$c" >/dev/null || echo "${map[$c]}"
+		else
+			command -v "$c" >/dev/null 2>&1 || echo "${map[$c]}"
+		fi
 	done | sort -u
 }
 mapfile -t required < <(missing need)

@@ -4,7 +4,7 @@
 // It must run as root: it makes filesystems on loop devices. See
 // scripts/bench.sh, which installs what it needs and builds it.
 //
-//	vssbench [--quick] [--json FILE] [--workdir DIR] [--vssadmin PATH] [--only create,hold,reflink,copy,list]
+//	vssbench [--quick] [--json FILE] [--workdir DIR] [--vssadmin PATH] [--only create,hold,reflink,copy,list,writers,pgbench]
 package main
 
 import (

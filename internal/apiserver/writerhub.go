@@ -186,7 +186,7 @@ func (w *streamWriter) Identify(ctx context.Context) (*vssmeta.WriterMetadata, e
 func (w *streamWriter) Handle(ctx context.Context, ev writers.Event, req *writers.Request) error {
 	m := &vssv1.WriterEvent{
 		Event: ev.String(), Context: req.Context, BackupType: int32(req.BackupType),
-		Volumes: req.Volumes, ShadowPaths: req.ShadowPaths, RestoreTarget: req.RestoreTarget,
+		Volumes: req.Volumes, ShadowPaths: req.ShadowPaths, RestoreTarget: req.RestoreTarget, Atomic: req.Atomic,
 	}
 	if req.SetID != [16]byte{} {
 		m.SetId = req.SetID.String()

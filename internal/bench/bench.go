@@ -36,10 +36,11 @@ const (
 	BenchCopy    = "copy"
 	BenchList    = "list"
 	BenchWriters = "writers"
+	BenchPgbench = "pgbench"
 )
 
 // All lists the benchmarks in the order they run.
-var All = []string{BenchCreate, BenchHold, BenchReflink, BenchCopy, BenchList, BenchWriters}
+var All = []string{BenchCreate, BenchHold, BenchReflink, BenchCopy, BenchList, BenchWriters, BenchPgbench}
 
 // Options configure a run.
 type Options struct {
@@ -172,6 +173,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		BenchCopy:    r.benchCopy,
 		BenchList:    r.benchList,
 		BenchWriters: r.benchWriters,
+		BenchPgbench: r.benchPgbench,
 	}
 	for _, name := range All {
 		if len(o.Only) > 0 && !slices.Contains(o.Only, name) {

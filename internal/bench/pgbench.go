@@ -67,14 +67,22 @@ func RatioAtLeast(min float64) Goal {
 // before the last set against before the first (the lasting cost of the
 // shadows kept meanwhile: on XFS, writes into blocks shared with a reflink
 // shadow are copy-on-write). On btrfs (the atomic provider), then with the
-// reflink provider on XFS. Rows: Bench "pgbench".
+// reflink provider on XFS. Rows: Bench BenchPgbench.
 func (r *runner) benchPgbench(ctx context.Context) (rows []*Row, err error) {
 	pg, err := findPostgres()
 	if err != nil {
 		return nil, err
 	}
-	for _, v := range []struct{ fstype, provider string }{{"btrfs", "btrfs"}, {"xfs", "reflink"}} {
-		rs, err := r.pgbenchOn(ctx, pg, v.fstype, v.provider)
+	runs := []struct{ fstype, provider, mode string }{
+		{"btrfs", "btrfs", postgres.BackupModeAuto},   // atomic: no backup mode
+		{"btrfs", "btrfs", postgres.BackupModeAlways}, // pg_backup_start's checkpoint
+		{"xfs", "reflink", postgres.BackupModeAuto},
+	}
+	if r.opts.Quick {
+		runs = runs[:1]
+	}
+	for _, v := range runs {
+		rs, err := r.pgbenchOn(ctx, pg, v.fstype, v.provider, v.mode)
 		rows = append(rows, rs...)
 		if err != nil {
 			return rows, fmt.Errorf("pgbench on %s (%s provider): %w", v.fstype, v.provider, err)
@@ -96,7 +104,7 @@ func findPostgres() (*pgInstall, error) {
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	best, bestVer := "", -1
 	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "pgbench")); err != nil {
+		if _, err := os.Stat(filepath.Join(d, BenchPgbench)); err != nil {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(d, "initdb")); err != nil {
@@ -349,7 +357,7 @@ func (w *pgWindow) p99() time.Duration {
 
 // pgbenchOn runs the benchmark on a fresh filesystem of type fstype with
 // the given provider.
-func (r *runner) pgbenchOn(ctx context.Context, pg *pgInstall, fstype, prov string) (rows []*Row, err error) {
+func (r *runner) pgbenchOn(ctx context.Context, pg *pgInstall, fstype, prov, mode string) (rows []*Row, err error) {
 	fx, err := NewFixtures(r.fx.Dir(), "pgbench-", r.log)
 	if err != nil {
 		return nil, err
@@ -372,7 +380,7 @@ func (r *runner) pgbenchOn(ctx context.Context, pg *pgInstall, fstype, prov stri
 	}
 	conn := []string{"-h", cl.sockDir, "-p", strconv.Itoa(cl.port), "-U", "postgres"}
 	t := time.Now()
-	if err := cl.run(ctx, "pgbench", append(append([]string{"-i", "-q", "-s", strconv.Itoa(pgbenchScale)}, conn...), "postgres")...); err != nil {
+	if err := cl.run(ctx, BenchPgbench, append(append([]string{"-i", "-q", "-s", strconv.Itoa(pgbenchScale)}, conn...), "postgres")...); err != nil {
 		return nil, err
 	}
 	// A checkpoint after the load, as a database in steady state has had
@@ -386,7 +394,7 @@ func (r *runner) pgbenchOn(ctx context.Context, pg *pgInstall, fstype, prov stri
 	cfg.StateDir = filepath.Join(fx.Dir(), "state")
 	cfg.MaxShadowCopies = config.MaxMaxShadowCopies
 	src := func(ctx context.Context, _ config.Config) ([]writers.Registration, []error) {
-		w, err := postgres.New(postgres.Config{Name: "bench", DSN: cl.DSN(), DataDir: dataDir}, r.svcLog)
+		w, err := postgres.New(postgres.Config{Name: "bench", DSN: cl.DSN(), DataDir: dataDir, BackupMode: mode}, r.svcLog)
 		if err != nil {
 			return nil, []error{err}
 		}
@@ -411,7 +419,7 @@ func (r *runner) pgbenchOn(ctx context.Context, pg *pgInstall, fstype, prov stri
 	defer stop()
 	args := append(append([]string{"-c", strconv.Itoa(pgbenchClients), "-j", strconv.Itoa(pgbenchThreads),
 		"-T", strconv.Itoa(int(pgbenchDuration / time.Second)), "--log", "--log-prefix=" + prefix}, conn...), "postgres")
-	bench := exec.CommandContext(runCtx, filepath.Join(pg.bin, "pgbench"), args...)
+	bench := exec.CommandContext(runCtx, filepath.Join(pg.bin, BenchPgbench), args...)
 	bench.Cancel = func() error { return bench.Process.Signal(os.Interrupt) }
 	bench.WaitDelay = 10 * time.Second
 	var out bytes.Buffer
@@ -479,11 +487,11 @@ func (r *runner) pgbenchOn(ctx context.Context, pg *pgInstall, fstype, prov stri
 	if bad > 0 {
 		r.log.Warn("pgbench: unreadable lines in the transaction log", "lines", bad)
 	}
-	return r.pgbenchRows(fstype, prov, start, txs, shots, out.String())
+	return r.pgbenchRows(fstype, prov, mode, start, txs, shots, out.String())
 }
 
 // pgbenchRows turns the transactions and the shadow copies into rows.
-func (r *runner) pgbenchRows(fstype, prov string, start time.Time, txs []pgTx, shots []pgShot, summary string) ([]*Row, error) {
+func (r *runner) pgbenchRows(fstype, prov, mode string, start time.Time, txs []pgTx, shots []pgShot, summary string) ([]*Row, error) {
 	quietTPT := &Measure{Label: "quiet 10 s windows: time per transaction (1/TPS)"}
 	aroundTPT := &Measure{Label: "10 s windows centred on a shadow copy: time per transaction (1/TPS)"}
 	quietMax := &Measure{Label: "quiet 10 s windows: max latency"}
@@ -542,6 +550,9 @@ func (r *runner) pgbenchRows(fstype, prov string, start time.Time, txs []pgTx, s
 	if fstype == "xfs" {
 		where = "reflink provider on XFS"
 	}
+	if prov == "btrfs" {
+		where += ", backup mode " + mode
+	}
 	windows := fmt.Sprintf("freeze window %s (%s), hold %s (%s), set %s",
 		FormatDuration(freeze.Median()), msList(freeze.Samples), FormatDuration(hold.Median()), msList(hold.Samples),
 		FormatDuration(call.Median()))
@@ -551,13 +562,13 @@ func (r *runner) pgbenchRows(fstype, prov string, start time.Time, txs []pgTx, s
 	latGoal := AtMost(100 * time.Millisecond)
 	first, last := quiets[0], quiets[len(quiets)-1]
 	return []*Row{
-		{Bench: "pgbench", What: fmt.Sprintf("pgbench TPS around a shadow copy vs quiet, %s (cells: 1/TPS quiet | around)", where),
+		{Bench: BenchPgbench, What: fmt.Sprintf("pgbench TPS around a shadow copy vs quiet, %s (cells: 1/TPS quiet | around)", where),
 			Ours: quietTPT, Theirs: aroundTPT, Goal: &tpsGoal,
 			Note: fmt.Sprintf("TPS around vs quiet: %s; %s; %s", strings.Join(tpsNotes, ", "), windows, shape)},
-		{Bench: "pgbench", What: fmt.Sprintf("pgbench max latency around a shadow copy, %s (vs quiet)", where),
+		{Bench: BenchPgbench, What: fmt.Sprintf("pgbench max latency around a shadow copy, %s (vs quiet)", where),
 			Ours: aroundMax, Theirs: quietMax, Goal: &latGoal,
 			Note: fmt.Sprintf("median of the windows' maxima; worst %s; %s; %s", FormatDuration(worst), strings.Join(latNotes, ", "), windows)},
-		{Bench: "pgbench", What: fmt.Sprintf("pgbench TPS with %d shadow copies kept vs none, %s (cells: 1/TPS none | kept)", len(shots)-1, where),
+		{Bench: BenchPgbench, What: fmt.Sprintf("pgbench TPS with %d shadow copies kept vs none, %s (cells: 1/TPS none | kept)", len(shots)-1, where),
 			Ours:   &Measure{Label: "quiet window before the first set: 1/TPS", Samples: []time.Duration{first.perTx()}},
 			Theirs: &Measure{Label: "quiet window before the last set: 1/TPS", Samples: []time.Duration{last.perTx()}},
 			Note: fmt.Sprintf("what the shadows cost while they exist: %.0f TPS before the last set vs %.0f before the first (one run, one window each)",

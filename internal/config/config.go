@@ -86,6 +86,9 @@ type DatabaseWriter struct {
 	StopCommand  []string `toml:"stop_command"`
 	StartCommand []string `toml:"start_command"`
 	OnError      string   `toml:"on_error"`
+	// BackupMode (PostgreSQL): "auto" (no backup mode on an atomic set of
+	// a one-directory cluster) or "always".
+	BackupMode string `toml:"backup_mode"`
 }
 
 // Duration is a time.Duration written as "60s" in the file.
@@ -186,6 +189,9 @@ func (c *Config) Check() error {
 		}
 	}
 	for k, d := range c.Writers.Timeouts {
+		if !writerEvents[strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(k))] {
+			return fmt.Errorf("writers.timeouts: %q is not a writer event (prepare-backup, prepare-snapshot, freeze, thaw, post-snapshot, abort, backup-complete, backup-shutdown, pre-restore, post-restore, identify)", k)
+		}
 		if d.Duration <= 0 || d.Duration > time.Hour {
 			return fmt.Errorf("writers.timeouts.%s must be between 0 and 1h, not %v", k, d)
 		}
@@ -230,10 +236,22 @@ func (c *Config) Check() error {
 			if w.DataDir != "" && w.DataDir[0] != '/' {
 				return fmt.Errorf("writers.%s %q: data_dir %q is not absolute", kind, w.Name, w.DataDir)
 			}
+			switch {
+			case w.BackupMode == "" || (kind == "postgresql" && (w.BackupMode == "auto" || w.BackupMode == "always")):
+			case kind == "postgresql":
+				return fmt.Errorf("writers.postgresql %q: backup_mode must be auto or always, not %q", w.Name, w.BackupMode)
+			default:
+				return fmt.Errorf("writers.%s %q: backup_mode is a PostgreSQL setting", kind, w.Name)
+			}
 		}
 	}
 	return nil
 }
+
+// writerEvents are the writer events' names (internal/writers), lower
+// case without dashes.
+var writerEvents = map[string]bool{"identify": true, "preparebackup": true, "preparesnapshot": true, "freeze": true, "thaw": true,
+	"postsnapshot": true, "abort": true, "backupcomplete": true, "backupshutdown": true, "prerestore": true, "postrestore": true}
 
 // checkPrincipal checks a user or "@group" name of the access lists.
 func checkPrincipal(n string) error {

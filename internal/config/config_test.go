@@ -104,6 +104,20 @@ func TestParseConfig(t *testing.T) {
 		"no_such_setting = 1",
 		"log_level = \"loud\"",
 		"state_dir = ",
+		"[access]\nlist = [\"bad name\"]",
+		"[access]\ncreate = [\"@\"]",
+		"[access]\nwho = [\"x\"]",
+		"[writers.timeouts]\nfreeze = \"10s\"\nwhenever = \"1s\"",
+		"[writers.timeouts]\nthaw = \"2h\"",
+		"[[writers.sqlite]]\nname = \"a\"\npaths = [\"rel.db\"]",
+		"[[writers.sqlite]]\nname = \"a\"\npaths = []",
+		"[[writers.sqlite]]\npaths = [\"/a.db\"]",
+		"[[writers.sqlite]]\nname = \"a\"\npaths = [\"/a.db\"]\n[[writers.sqlite]]\nname = \"a\"\npaths = [\"/b.db\"]",
+		"[[writers.postgresql]]\nname = \"m\"",
+		"[[writers.postgresql]]\nname = \"m\"\ndsn = \"x\"\non_error = \"sometimes\"",
+		"[[writers.postgresql]]\nname = \"m\"\ndsn = \"x\"\nbackup_mode = \"never\"",
+		"[[writers.mariadb]]\nname = \"m\"\ndsn = \"x\"\nbackup_mode = \"always\"",
+		"[[writers.mariadb]]\nname = \"m\"\ndsn = \"x\"\ndata_dir = \"rel\"",
 	} {
 		c := Default()
 		if err := Parse([]byte(bad), &c); err == nil {
@@ -112,7 +126,41 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
+func TestParseAccessAndWriters(t *testing.T) {
+	c := Default()
+	err := Parse([]byte(`
+[access]
+list = ["alice", "@backup"]
+create = ["1001"]
+writers = ["postgres"]
+
+[writers]
+hooks_dir = "/etc/vss/hooks"
+[writers.timeouts]
+prepare-snapshot = "2m"
+
+[[writers.sqlite]]
+name = "app"
+paths = ["/srv/app/app.db"]
+
+[[writers.postgresql]]
+name = "main"
+dsn = "host=/run/postgresql"
+backup_mode = "always"
+on_error = "continue"
+`), &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Access.List) != 2 || c.Access.Create[0] != "1001" || c.Writers.HooksDir != "/etc/vss/hooks" ||
+		c.Writers.Timeouts["prepare-snapshot"].Duration != 2*time.Minute || c.Writers.SQLite[0].Paths[0] != "/srv/app/app.db" ||
+		c.Writers.PostgreSQL[0].BackupMode != "always" || c.Writers.PostgreSQL[0].OnError != "continue" {
+		t.Errorf("got %+v", c)
+	}
+}
+
 func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("[access]\nlist = [\"@backup\"]\n[[writers.sqlite]]\nname = \"a\"\npaths = [\"/a.db\"]\n"))
 	f.Add([]byte("state_dir = \"/srv/vss\"\nfreeze_timeout = \"20s\"\n"))
 	f.Add([]byte("max_shadow_copies = 64\nlog_level = \"debug\"\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -361,6 +361,12 @@ func (r *run) do(ctx context.Context) (Result, error) {
 		r.snaps[i] = snap
 	}
 	writers := r.plan.Context.Writers() && len(r.plan.Writers) > 0
+	r.info.Atomic = len(r.plan.Items) > 0
+	for _, it := range r.plan.Items {
+		if !it.Provider.Info().CrashConsistent {
+			r.info.Atomic = false
+		}
+	}
 	if err := c.fault(ctx, PointPrepareSnapshot); err != nil {
 		return res, err
 	}

@@ -22,6 +22,10 @@ type SetInfo struct {
 	// FreezeDeadline is the end of the freeze window, set before Freeze: a
 	// writer not thawed by then thaws by itself.
 	FreezeDeadline time.Time
+	// Atomic says every shadow of the set is taken at one instant by its
+	// provider (crash-consistent by itself, a btrfs snapshot): a writer
+	// whose application recovers from a crash may hold nothing.
+	Atomic bool
 }
 
 // Writer is an application that takes part in a set: it brings its data to

@@ -431,6 +431,7 @@ func (p *Participant) request(ev Event, s *coordinator.SetInfo, deadline time.Ti
 	if s != nil {
 		req.SetID = s.ID
 		req.Context = uint32(s.Context)
+		req.Atomic = s.Atomic
 		if ev == Freeze && !s.FreezeDeadline.IsZero() {
 			req.Deadline = s.FreezeDeadline
 		}

@@ -3,6 +3,7 @@ package writers_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
+	"github.com/linuxvss/vss/internal/config"
 	"github.com/linuxvss/vss/internal/coordinator"
 	"github.com/linuxvss/vss/internal/vsserr"
 	"github.com/linuxvss/vss/internal/writers"
@@ -277,5 +279,20 @@ func TestRegistration(t *testing.T) {
 	remove()
 	if !w.closed || len(r.List()) != 0 {
 		t.Errorf("after removal: closed %v, %d listed", w.closed, len(r.List()))
+	}
+}
+
+// TestConfigKnowsEvents: every event's limit can be configured by its
+// name, as the service reads it.
+func TestConfigKnowsEvents(t *testing.T) {
+	for _, ev := range writers.Events {
+		name := strings.ToLower(ev.String())
+		c := config.Default()
+		if err := config.Parse([]byte("[writers.timeouts]\n"+name+" = \"5s\"\n"), &c); err != nil {
+			t.Errorf("event %s: %v", ev, err)
+		}
+		if got, err := writers.ParseEvent(name); err != nil || got != ev {
+			t.Errorf("ParseEvent(%q) = %v, %v", name, got, err)
+		}
 	}
 }

@@ -90,6 +90,10 @@ type Request struct {
 	// requester restores into when it is not the original place (restore
 	// with move); empty for a restore in place.
 	RestoreTarget string
+	// Atomic says every shadow of the set is taken at one instant by its
+	// provider: an application that recovers from a crash (a database with
+	// a write-ahead log) needs no backup mode to be consistent in it.
+	Atomic bool
 }
 
 // Writer is one writer instance as the service drives it. Handle must

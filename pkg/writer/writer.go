@@ -68,6 +68,10 @@ type Event struct {
 	// RestoreTarget is, for restores, the directory restored into when it
 	// is not the original place.
 	RestoreTarget string
+	// Atomic says every shadow of the set is taken at one instant by its
+	// provider (a btrfs snapshot): an application that recovers from a
+	// crash needs to hold nothing.
+	Atomic bool
 }
 
 // Handler is what every writer implements: its metadata document and the
@@ -337,7 +341,7 @@ func (r *runner) identify(ev *vssv1.WriterEvent) {
 func decode(ev *vssv1.WriterEvent) (*Event, error) {
 	e := &Event{
 		Name: ev.GetEvent(), SetID: ev.GetSetId(), Context: ev.GetContext(), BackupType: vssmeta.BackupType(ev.GetBackupType()),
-		Volumes: ev.GetVolumes(), ShadowPaths: ev.GetShadowPaths(), RestoreTarget: ev.GetRestoreTarget(),
+		Volumes: ev.GetVolumes(), ShadowPaths: ev.GetShadowPaths(), RestoreTarget: ev.GetRestoreTarget(), Atomic: ev.GetAtomic(),
 	}
 	if ev.GetDeadline() != nil {
 		e.Deadline = ev.GetDeadline().AsTime()

@@ -334,6 +334,9 @@ type WriterEvent struct {
 	// For PreRestore and PostRestore: the directory restored into when it
 	// is not the original place.
 	RestoreTarget string `protobuf:"bytes,10,opt,name=restore_target,json=restoreTarget,proto3" json:"restore_target,omitempty"`
+	// Every shadow of the set is taken at one instant by its provider
+	// (crash-consistent by itself).
+	Atomic        bool `protobuf:"varint,11,opt,name=atomic,proto3" json:"atomic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -436,6 +439,13 @@ func (x *WriterEvent) GetRestoreTarget() string {
 		return x.RestoreTarget
 	}
 	return ""
+}
+
+func (x *WriterEvent) GetAtomic() bool {
+	if x != nil {
+		return x.Atomic
+	}
+	return false
 }
 
 // EventResult answers one event.
@@ -541,7 +551,7 @@ const file_vss_v1_writer_proto_rawDesc = "" +
 	"Registered\x12\x1b\n" +
 	"\twriter_id\x18\x01 \x01(\tR\bwriterId\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
-	"instanceId\"\xb0\x03\n" +
+	"instanceId\"\xc8\x03\n" +
 	"\vWriterEvent\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\tR\x05event\x12\x15\n" +
@@ -554,7 +564,8 @@ const file_vss_v1_writer_proto_rawDesc = "" +
 	"\x0ecomponents_xml\x18\b \x01(\tR\rcomponentsXml\x126\n" +
 	"\bdeadline\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12%\n" +
 	"\x0erestore_target\x18\n" +
-	" \x01(\tR\rrestoreTarget\x1a>\n" +
+	" \x01(\tR\rrestoreTarget\x12\x16\n" +
+	"\x06atomic\x18\v \x01(\bR\x06atomic\x1a>\n" +
 	"\x10ShadowPathsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x01\n" +

@@ -65,7 +65,7 @@ func databases(cfg config.Config, log *slog.Logger) ([]writers.Registration, []e
 	}
 	for _, c := range cfg.Writers.PostgreSQL {
 		add("postgresql", c.Name, c.OnError, func() (writers.Writer, error) {
-			return postgres.New(postgres.Config{Name: c.Name, DSN: c.DSN, DataDir: c.DataDir, StopCommand: c.StopCommand, StartCommand: c.StartCommand},
+			return postgres.New(postgres.Config{Name: c.Name, DSN: c.DSN, DataDir: c.DataDir, StopCommand: c.StopCommand, StartCommand: c.StartCommand, BackupMode: c.BackupMode},
 				log.With("writer", "postgresql", "instance", c.Name))
 		})
 	}

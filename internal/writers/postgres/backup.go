@@ -43,6 +43,12 @@ const (
 	phaseStopped                  // pg_backup_stop returned
 )
 
+// atomicSet says the set needs no backup mode: its shadows are taken at
+// one instant and the cluster lies in one directory tree (Config.BackupMode).
+func (w *Writer) atomicSet(req *writers.Request, l *layout) bool {
+	return req.Atomic && w.cfg.BackupMode != BackupModeAlways && len(l.tablespaces) == 0 && l.walDir == ""
+}
+
 // session is one backup: the connection that called pg_backup_start,
 // and what the backup needs until PostSnapshot.
 type session struct {
@@ -55,7 +61,9 @@ type session struct {
 	stopping bool   // Thaw took over from the timer
 	killed   string // why the socket was cut ("" while alive)
 
-	phase      phase
+	phase phase
+	// atomic: no backup mode (see atomicSet); the events only check.
+	atomic     bool
 	layout     *layout
 	version    int
 	slot       string
@@ -176,6 +184,12 @@ func (w *Writer) prepareSnapshot(ctx context.Context, req *writers.Request) (err
 				"postgresql %s: %s is on no volume of the set (volumes: %s)", w.cfg.Name, root, strings.Join(req.Volumes, ", "))
 		}
 	}
+	if w.atomicSet(req, s.layout) {
+		// The shadow is crash-consistent at one instant: nothing to start.
+		s.atomic, s.phase = true, phaseStarted
+		w.log.Info("atomic set: no backup mode needed", "data_dir", s.layout.dataDir)
+		return nil
+	}
 	if err := conn.QueryRow(ctx, "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'").Scan(&s.segSize); err != nil {
 		return classify(ctx, err, "postgresql %s: wal_segment_size", w.cfg.Name)
 	}
@@ -216,6 +230,10 @@ func (w *Writer) freeze(ctx context.Context, req *writers.Request) error {
 	if why := s.killedWhy(); why != "" {
 		w.endSession(ctx, why)
 		return vsserr.New(vsserr.VSS_E_WRITERERROR_RETRYABLE, "postgresql %s: the backup session was ended (%s)", w.cfg.Name, why)
+	}
+	if s.atomic {
+		s.phase = phaseFrozen
+		return nil
 	}
 	var lsn string
 	if err := s.conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
@@ -263,6 +281,10 @@ func (w *Writer) thaw(ctx context.Context) error {
 		}
 		return vsserr.New(code, "postgresql %s: the backup was ended before Thaw (%s)", w.cfg.Name, why)
 	}
+	if s.atomic {
+		s.phase = phaseStopped
+		return nil
+	}
 	stop := "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(wait_for_archive => false)"
 	if s.version < 150000 {
 		stop = "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
@@ -299,6 +321,9 @@ func (w *Writer) postSnapshot(ctx context.Context, req *writers.Request) error {
 		return vsserr.New(vsserr.VSS_E_WRITERERROR_NONRETRYABLE, "postgresql %s: PostSnapshot without a stopped backup", w.cfg.Name)
 	}
 	defer w.endSession(ctx, "PostSnapshot done")
+	if s.atomic {
+		return w.finishAtomicShadow(s, req.ShadowPaths)
+	}
 	if err := w.finishShadow(s, req.ShadowPaths); err != nil {
 		return err
 	}
@@ -536,4 +561,23 @@ func classify(ctx context.Context, err error, format string, args ...any) error 
 		}
 	}
 	return vsserr.Wrap(code, err, format, args...)
+}
+
+// finishAtomicShadow removes from the shadow of an atomic set what must not
+// be in a copy of a data directory; the server started on it does crash
+// recovery to the snapshot instant.
+func (w *Writer) finishAtomicShadow(s *session, shadows map[string]string) error {
+	shadowData, err := shadowOf(s.layout.dataDir, shadows)
+	if err != nil {
+		return vsserr.Wrap(vsserr.VSS_E_WRITERERROR_INCONSISTENTSNAPSHOT, err, "postgresql %s: data directory", w.cfg.Name)
+	}
+	if err := notLive(shadowData, s.layout.dataDir); err != nil {
+		return vsserr.Wrap(vsserr.VSS_E_WRITERERROR_NONRETRYABLE, err, "postgresql %s: shadow data directory", w.cfg.Name)
+	}
+	for _, name := range []string{"postmaster.pid", "postmaster.opts"} {
+		if err := os.Remove(filepath.Join(shadowData, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return vsserr.Wrap(vsserr.VSS_E_WRITERERROR_NONRETRYABLE, err, "postgresql %s: %s in the shadow", w.cfg.Name, name)
+		}
+	}
+	return nil
 }

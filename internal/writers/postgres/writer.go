@@ -77,7 +77,23 @@ type Config struct {
 	// StartCommand starts it again; default pg_ctl -D DataDir start
 	// (with its log in DataDir/log), run as the data directory's owner.
 	StartCommand []string
+	// BackupMode says when the writer puts the cluster in backup mode
+	// (pg_backup_start … pg_backup_stop, a backup label in the shadow):
+	// BackupModeAuto (the default) does it unless the set is atomic (every
+	// shadow taken at one instant, a btrfs snapshot) and the cluster lies
+	// in one directory (no tablespace, no pg_wal link elsewhere) — then the
+	// shadow is crash-consistent at one instant, which PostgreSQL recovers
+	// from exactly, and the immediate checkpoint of pg_backup_start (an I/O
+	// burst the application feels) is not needed; BackupModeAlways always
+	// does it.
+	BackupMode string
 }
+
+// The backup modes.
+const (
+	BackupModeAuto   = "auto"
+	BackupModeAlways = "always"
+)
 
 // Writer is the PostgreSQL writer of one cluster. It implements
 // writers.Writer and writers.Closer.
@@ -102,6 +118,11 @@ var (
 func New(cfg Config, log *slog.Logger) (*Writer, error) {
 	if cfg.Name == "" {
 		return nil, errors.New("postgresql writer: the instance name is empty")
+	}
+	switch cfg.BackupMode {
+	case "", BackupModeAuto, BackupModeAlways:
+	default:
+		return nil, fmt.Errorf("postgresql writer %s: backup mode %q is not auto or always", cfg.Name, cfg.BackupMode)
 	}
 	if _, err := pgx.ParseConfig(cfg.DSN); err != nil {
 		return nil, fmt.Errorf("postgresql writer %s: bad DSN: %w", cfg.Name, err)
