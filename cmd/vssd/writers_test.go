@@ -418,3 +418,108 @@ func TestConfiguredWriters(t *testing.T) {
 		t.Errorf("writer kinds %v", kinds)
 	}
 }
+
+// TestConfiguredWritersReleasedWhenVssdKilled: vssd is killed with SIGKILL
+// while its built-in SQLite writer holds the database's write lock and a
+// hook writer has stopped a process (kill -STOP): the database is writable
+// again at once (the lock died with vssd), and the hook's guard runs the
+// thaw command (kill -CONT) by itself.
+func TestConfiguredWritersReleasedWhenVssdKilled(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := build(t)
+	fault := buildTagged(t, "faultinject", "github.com/linuxvss/vss/cmd/vssd")
+	fs := testutil.NewFS(t, "btrfs", 0)
+	dir := openDir(t)
+	dbPath := filepath.Join(fs.Dir, "app.db")
+	db, err := sql.Open("sqlite", dbPath+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(0)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE rows (id INTEGER PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	// The process the hook stops and continues.
+	sleeper := exec.Command("sleep", "300")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	pid := sleeper.Process.Pid
+	hooks := filepath.Join(dir, "writers.d")
+	if err := os.MkdirAll(hooks, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hook := fmt.Sprintf("name = \"Stopper\"\n\n[[component]]\nname = \"app\"\nfiles = [ { path = %q } ]\n\n[events]\nfreeze = { command = [\"/bin/kill\", \"-STOP\", \"%d\"] }\nthaw = { command = [\"/bin/kill\", \"-CONT\", \"%d\"] }\n",
+		fs.Dir, pid, pid)
+	if err := os.WriteFile(filepath.Join(hooks, "stopper.toml"), []byte(hook), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "vssd.toml")
+	conf := fmt.Sprintf("[writers]\nhooks_dir = %q\n\n[[writers.sqlite]]\nname = \"app\"\npaths = [%q]\n", hooks, dbPath)
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	socket, state := filepath.Join(dir, "vssd.sock"), filepath.Join(dir, "state")
+	fb := b
+	fb.vssd = filepath.Join(fault, "vssd")
+	// vssd pauses, frozen, long enough for the test to see the freeze.
+	d := startDaemonEnv(t, fb, socket, state, []string{"VSS_FAULT=freeze=sleep:1s,flush=kill"}, "--config", cfg)
+	via := []string{"--socket", socket, "--state-dir", state}
+	done := make(chan run, 1)
+	go func() { done <- vssadmin(t, b, nil, append(via, "create", "shadow", "--for", fs.Dir)...) }()
+	// While frozen: the database refuses writes and the process is stopped.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := db.Exec("INSERT INTO rows DEFAULT VALUES")
+		if err != nil && processState(t, pid) == "T" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never saw the freeze (insert error %v, process state %s)", err, processState(t, pid))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("vssd was not killed")
+	}
+	killed := time.Now()
+	var dbAt, procAt time.Duration
+	for dbAt == 0 || procAt == 0 {
+		if dbAt == 0 {
+			if _, err := db.Exec("INSERT INTO rows DEFAULT VALUES"); err == nil {
+				dbAt = time.Since(killed)
+			}
+		}
+		if procAt == 0 && processState(t, pid) != "T" {
+			procAt = time.Since(killed)
+		}
+		if time.Since(killed) > 5*time.Second {
+			t.Fatalf("after vssd died: database writable after %v, process continued after %v", dbAt, procAt)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("after vssd's SIGKILL: the database was writable %v later, the stopped process continued %v later", dbAt, procAt)
+	if r := <-done; r.code == 0 {
+		t.Error("create shadow succeeded although vssd was killed")
+	}
+	// A new vssd leaves nothing behind.
+	startDaemon(t, b, socket, state, "--config", cfg)
+	if sh := listJSON(t, b, via...); len(sh) != 0 {
+		t.Errorf("%d shadows after the restart", len(sh))
+	}
+}
+
+// processState returns the state letter of /proc/PID/stat (T: stopped).
+func processState(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return strings.Fields(s[i+1:])[0]
+}
