@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/linuxvss/vss/internal/catalog"
 	"github.com/linuxvss/vss/internal/coordinator"
 	"github.com/linuxvss/vss/internal/volume"
 	"github.com/linuxvss/vss/internal/vss"
@@ -585,7 +586,14 @@ func (b *Backup) End(ctx context.Context) ([]writers.Status, error) {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		b.s.mu.Lock()
-		derr := b.s.deleteShadows(sctx, b.done.Shadows, "auto-release")
+		// Some may have been deleted during the session already.
+		var left []catalog.Shadow
+		for _, sh := range b.done.Shadows {
+			if _, err := b.s.cat.Shadow(sh.ID); err == nil {
+				left = append(left, sh)
+			}
+		}
+		derr := b.s.deleteShadows(sctx, left, "auto-release")
 		b.s.mu.Unlock()
 		b.s.auditf(ctx, "auto-release", map[string]any{"session": b.ID, "set": b.setID}, derr)
 		if err == nil {

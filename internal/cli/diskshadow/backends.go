@@ -1,0 +1,114 @@
+package diskshadow
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/linuxvss/vss/internal/apiclient"
+	"github.com/linuxvss/vss/internal/config"
+	"github.com/linuxvss/vss/internal/fault"
+	"github.com/linuxvss/vss/internal/requester"
+	"github.com/linuxvss/vss/internal/service"
+	"github.com/linuxvss/vss/internal/vsserr"
+	"github.com/linuxvss/vss/internal/writers/builtin"
+)
+
+// Embedded is the service running in this process, as a Backend.
+type Embedded struct {
+	*service.Service
+	req requester.Requester
+}
+
+// NewEmbedded wraps a service opened in this process.
+func NewEmbedded(s *service.Service) *Embedded {
+	return &Embedded{Service: s, req: requester.Embedded(s)}
+}
+
+// Requester returns the requester of the service in this process.
+func (e *Embedded) Requester() requester.Requester { return e.req }
+
+// Daemon is a connection to vssd, as a Backend. Requester sessions live on
+// the connection: closing it ends them.
+type Daemon struct {
+	*apiclient.Client
+	req requester.Requester
+}
+
+// NewDaemon wraps a client of vssd.
+func NewDaemon(c *apiclient.Client) *Daemon {
+	return &Daemon{Client: c, req: requester.Remote(c)}
+}
+
+// Requester returns the requester of vssd.
+func (d *Daemon) Requester() requester.Requester { return d.req }
+
+var (
+	_ Backend = (*Embedded)(nil)
+	_ Backend = (*Daemon)(nil)
+)
+
+// Globals are the options that choose the service, as vssadmin's.
+type Globals struct {
+	StateDir string
+	Socket   string
+	Config   string
+	Embedded bool
+	Verbose  bool
+}
+
+// FaultHook returns the fault hook of this build: VSS_FAULT with the
+// faultinject build tag (tests), nil otherwise.
+var FaultHook = fault.FromEnv
+
+// OpenBackend returns the backend for the global options, as vssadmin
+// chooses it: unless --embedded, the vssd answering on the socket (--socket,
+// else VSS_SOCKET, else the configuration's) within a second, when it
+// serves the state directory asked for (--state-dir or VSS_STATE_DIR, if
+// given); otherwise the service in this process on the state directory.
+func OpenBackend(ctx context.Context, g *Globals) (Backend, error) {
+	cfg, err := config.Load(g.Config)
+	if err != nil {
+		return nil, err
+	}
+	stateDir := g.StateDir
+	if stateDir == "" {
+		stateDir = os.Getenv("VSS_STATE_DIR")
+	}
+	if stateDir != "" {
+		cfg.StateDir = stateDir
+	}
+	level := slog.LevelWarn
+	if g.Verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if !g.Embedded {
+		socket := g.Socket
+		if socket == "" {
+			socket = os.Getenv("VSS_SOCKET")
+		}
+		if socket == "" {
+			socket = cfg.Socket
+		}
+		c, info, err := apiclient.DialServing(ctx, socket, stateDir, time.Second)
+		if err == nil {
+			log.Debug("using vssd", "socket", socket, "pid", info.Pid, "version", info.Version, "state_dir", info.StateDir)
+			return NewDaemon(c), nil
+		}
+		log.Debug("running the service in this process", "reason", err)
+	}
+	if os.Geteuid() != 0 {
+		return nil, vsserr.New(vsserr.E_ACCESSDENIED, "run diskshadow as root, or start vssd and be allowed by its access configuration")
+	}
+	s, err := service.Open(ctx, service.Options{Config: cfg, LockWait: 10 * time.Second, Log: log, Fault: FaultHook(), WriterSources: builtin.Sources(log)})
+	if errors.Is(err, service.ErrBusy) {
+		return nil, vsserr.Wrap(vsserr.VSS_E_SNAPSHOT_SET_IN_PROGRESS, err, "the shadow copy service is busy")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return NewEmbedded(s), nil
+}
