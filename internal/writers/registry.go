@@ -453,7 +453,7 @@ func (p *Participant) classify(ev Event, err error) error {
 	}
 	var ve *vsserr.Error
 	if errors.As(err, &ve) {
-		return vsserr.Wrap(ve.Code, err, "writer '%s' failed %s", name, ev)
+		return err // the writer's own classified error; the set names the writer
 	}
 	if errors.Is(err, context.Canceled) {
 		return err
