@@ -172,6 +172,16 @@ func (w *streamWriter) call(ctx context.Context, ev *vssv1.WriterEvent) (*vssv1.
 	}
 }
 
+// Alive reports whether the writer's stream is still open.
+func (w *streamWriter) Alive() bool {
+	select {
+	case <-w.dead:
+		return false
+	default:
+		return true
+	}
+}
+
 // Identify asks the writer for its metadata document.
 func (w *streamWriter) Identify(ctx context.Context) (*vssmeta.WriterMetadata, error) {
 	r, err := w.call(ctx, &vssv1.WriterEvent{Event: writers.Identify.String()})

@@ -127,9 +127,11 @@ func (w *sdkWriter) got() []string {
 	return slices.Clone(w.events)
 }
 
-// runWriter registers w with the service on socket until the test ends.
-func runWriter(t *testing.T, socket string, w *sdkWriter, onError string) {
+// runWriter registers w with the service of f until the test ends; the
+// cleanup waits until the service has seen the writer go.
+func runWriter(t *testing.T, f *fixture, w *sdkWriter, onError string) {
 	t.Helper()
+	socket := f.socket
 	ctx, cancel := context.WithCancel(context.Background())
 	registered := make(chan struct{})
 	done := make(chan error, 1)
@@ -142,6 +144,26 @@ func runWriter(t *testing.T, socket string, w *sdkWriter, onError string) {
 		case <-done:
 		case <-time.After(10 * time.Second):
 			t.Error("the writer did not stop")
+		}
+		// The service learns of the closed stream on its own time; a test
+		// that follows must not find this writer in its set.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ws, err := f.client.ListWriters(context.Background())
+			gone := err == nil
+			for _, l := range ws {
+				if l.InstanceID == w.meta.InstanceID {
+					gone = false
+				}
+			}
+			if gone {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("the service still lists writer %s: %v", w.meta.Name, err)
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 	})
 	select {
@@ -220,8 +242,8 @@ func TestSDKWriterBackup(t *testing.T) {
 	app := newSDKWriter("App Writer", filepath.Join(fs.Dir, "app"))
 	app.recover = true
 	elsewhere := newSDKWriter("Elsewhere Writer", other.Dir)
-	runWriter(t, f.socket, app, "")
-	runWriter(t, f.socket, elsewhere, "")
+	runWriter(t, f, app, "")
+	runWriter(t, f, elsewhere, "")
 
 	b := newBackup(t, f)
 	md, err := b.rq.GatherWriterMetadata(b.ctx, b.req())
@@ -343,7 +365,7 @@ func TestWriterFailures(t *testing.T) {
 				w.fail[tc.event] = tc.err
 			}
 			w.hang[tc.event] = tc.hang
-			runWriter(t, f.socket, w, tc.policy)
+			runWriter(t, f, w, tc.policy)
 			b := newBackup(t, f)
 			start := time.Now()
 			res, err := b.snapshot(fs.Dir)
@@ -386,7 +408,7 @@ func TestWriterFailures(t *testing.T) {
 func TestWriterRegistration(t *testing.T) {
 	f := start(t)
 	w := newSDKWriter("Dup Writer", "/srv/x")
-	runWriter(t, f.socket, w, "")
+	runWriter(t, f, w, "")
 	err := writer.Run(context.Background(), w, writer.Options{Socket: f.socket})
 	if !errors.Is(err, writer.ErrRejected) || vsserr.Code(writer.ErrorCode(err)) != vsserr.VSS_E_WRITER_ALREADY_SUBSCRIBED {
 		t.Errorf("second registration of one instance: %v", err)
@@ -436,7 +458,7 @@ func TestSDKWriterThawsAtDeadline(t *testing.T) {
 	w := newSDKWriter("Slow Set Writer", fs.Dir)
 	aborted := make(chan time.Time, 1)
 	w.onAbort = func() { aborted <- time.Now() }
-	runWriter(t, f.socket, w, "")
+	runWriter(t, f, w, "")
 	b := newBackup(t, f)
 	start := time.Now()
 	_, err := b.snapshot(fs.Dir)

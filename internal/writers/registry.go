@@ -309,6 +309,9 @@ func (r *Registry) Select(volumes []string, set Set) []*Participant {
 		if set.Exclude != nil && set.Exclude(st) {
 			continue
 		}
+		if l, ok := e.w.(Liveness); ok && !l.Alive() {
+			continue
+		}
 		roots := e.meta.Roots()
 		// A writer without files quiesces an application for every set.
 		on := len(roots) == 0

@@ -111,6 +111,13 @@ type Writer interface {
 	Handle(ctx context.Context, ev Event, req *Request) error
 }
 
+// Liveness is implemented by writers that can be gone before the registry
+// hears of it (an API writer whose stream has just closed): a writer that
+// is not alive takes part in no new set.
+type Liveness interface {
+	Alive() bool
+}
+
 // Closer is implemented by writers that hold resources (connections) the
 // registry releases when it drops them.
 type Closer interface {
