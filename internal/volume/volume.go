@@ -270,3 +270,27 @@ func Eligible(mounts []Mount) []Mount {
 	}
 	return out
 }
+
+// Containing returns the volume that holds path: its mount, or the btrfs
+// subvolume it lies in — never a plain directory volume (what a backup of
+// a path must shadow copy).
+func Containing(path string) (*Volume, error) {
+	mounts, err := Mounts()
+	if err != nil {
+		return nil, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "reading mount table")
+	}
+	p, err := Canonical(path)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		v, err := ResolveWith(mounts, p)
+		if err != nil {
+			return nil, err
+		}
+		if v.Kind != KindDirectory {
+			return v, nil
+		}
+		p = filepath.Dir(p)
+	}
+}

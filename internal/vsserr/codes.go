@@ -18,6 +18,8 @@ const (
 	E_ACCESSDENIED Code = 0x80070005
 	E_OUTOFMEMORY  Code = 0x8007000E
 	E_INVALIDARG   Code = 0x80070057
+	// ERROR_FILE_CORRUPT as an HRESULT: stored data fails its checksum.
+	E_FILE_CORRUPT Code = 0x80070570
 )
 
 // VSS results (vsserror.h).
@@ -80,6 +82,7 @@ var codes = map[Code]codeInfo{
 	E_ACCESSDENIED: {"E_ACCESSDENIED", "Access is denied. You don't have the correct permissions to run this command."},
 	E_OUTOFMEMORY:  {"E_OUTOFMEMORY", "Not enough memory or resources to complete the operation."},
 	E_INVALIDARG:   {"E_INVALIDARG", "One of the parameters is invalid."},
+	E_FILE_CORRUPT: {"E_FILE_CORRUPT", "The file or directory is corrupted and unreadable."},
 
 	VSS_E_BAD_STATE:                             {"VSS_E_BAD_STATE", "A function call was made when the object was in an incorrect state for that function."},
 	VSS_E_UNEXPECTED:                            {"VSS_E_UNEXPECTED", "An unexpected error occurred in the shadow copy service. Check the service log."},
