@@ -189,6 +189,8 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 		}
 	}()
 	start := time.Now()
+	rep := a.newReporter("backup")
+	defer rep.done()
 	for _, p := range c.Include {
 		v := volOf[p]
 		rel, err := filepath.Rel(v, p)
@@ -197,7 +199,7 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 		}
 		src := filepath.Join(shadowOf[v], rel)
 		a.say("Backing up %s (from its shadow copy)...", p)
-		if err := w.AddTree(ctx, src, strings.TrimPrefix(p, "/"), nil); err != nil {
+		if err := w.AddTree(ctx, src, strings.TrimPrefix(p, "/"), rep.update); err != nil {
 			return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "backing up %s", p)
 		}
 	}
@@ -232,7 +234,7 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 	st := w.Stats()
 	if c.Format == "json" {
 		return json.NewEncoder(a.out).Encode(map[string]any{
-			"version": w.ID(), "kind": kind, "set_id": res.Set.ID, "files": st.Files,
+			"event": "done", "version": w.ID(), "kind": kind, "set_id": res.Set.ID, "files": st.Files,
 			"bytes_read": st.BytesRead, "bytes_stored": st.BytesStored, "bytes_reused": st.BytesReused,
 			"seconds": time.Since(start).Seconds(),
 		})
@@ -311,7 +313,10 @@ func (a *app) startRecovery(ctx context.Context) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return vsserr.Wrap(vsserr.E_INVALIDARG, err, "recovery target")
 	}
-	if err := t.Restore(ctx, a.c.Version, a.c.Items, dst, backupfmt.RestoreOptions{Overwrite: mode}); err != nil {
+	rep := a.newReporter("recovery")
+	err = t.Restore(ctx, a.c.Version, a.c.Items, dst, backupfmt.RestoreOptions{Overwrite: mode, Progress: rep.update})
+	rep.done()
+	if err != nil {
 		return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "recovery of version %s", a.c.Version)
 	}
 	a.say("The recovery operation completed successfully.")

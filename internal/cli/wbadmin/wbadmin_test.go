@@ -3,6 +3,7 @@ package wbadmin_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -122,5 +123,33 @@ func TestUsageErrors(t *testing.T) {
 	r := run(t, "start", "backup", "-include:/srv")
 	if r.code != 2 || !strings.Contains(r.errOut, "-backupTarget") {
 		t.Errorf("exit %d: %s", r.code, r.errOut)
+	}
+}
+
+// TestJSONProgress: with --format json a backup writes progress events,
+// the last one complete, then its result.
+func TestJSONProgress(t *testing.T) {
+	testutil.RequireRoot(t)
+	fs := testutil.NewFS(t, "btrfs", 0)
+	testutil.WriteFile(t, fs.Dir, "data/big", testutil.RandomBytes(1, 8<<20))
+	target := filepath.Join(t.TempDir(), "backups")
+	r := run(t, "start", "backup", "-backupTarget:"+target, "-include:"+filepath.Join(fs.Dir, "data"), "--format", "json", "--embedded", "--state-dir", t.TempDir()).must(t)
+	var events []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(r.out), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+		events = append(events, e)
+	}
+	if len(events) < 2 {
+		t.Fatalf("events: %v", events)
+	}
+	last, done := events[len(events)-2], events[len(events)-1]
+	if last["event"] != "progress" || last["bytes_done"] != last["bytes_total"] || last["bytes_total"].(float64) < 8<<20 {
+		t.Errorf("last progress event: %v", last)
+	}
+	if done["event"] != "done" || done["version"] == "" {
+		t.Errorf("result: %v", done)
 	}
 }
