@@ -57,6 +57,29 @@ func (r *requester) writersReply(b *service.Backup, sts []writers.Status, err er
 	return out, err
 }
 
+// writersCall runs a call on a session that answers with the writers'
+// states and the document.
+func (r *requester) writersCall(ctx context.Context, id string, call func(*service.Backup) ([]writers.Status, error)) (*vssv1.WritersReply, error) {
+	b, err := r.session(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	sts, err := call(b)
+	return r.writersReply(b, sts, err)
+}
+
+// sessionCall runs a call on a session that answers with the document.
+func (r *requester) sessionCall(ctx context.Context, id string, call func(*service.Backup) error) (*vssv1.SessionReply, error) {
+	b, err := r.session(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := call(b); err != nil {
+		return nil, err
+	}
+	return r.reply(b)
+}
+
 func parseID(what, s string) (uuid.UUID, error) {
 	id, err := uuid.Parse(s)
 	if err != nil {
@@ -82,60 +105,35 @@ func (r *requester) InitializeForRestore(ctx context.Context, req *vssv1.Initial
 }
 
 func (r *requester) GatherWriterMetadata(ctx context.Context, req *vssv1.SessionRequest) (*vssv1.WritersReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	sts, err := b.GatherWriterMetadata(ctx)
-	return r.writersReply(b, sts, err)
+	return r.writersCall(ctx, req.GetSessionId(), func(b *service.Backup) ([]writers.Status, error) { return b.GatherWriterMetadata(ctx) })
 }
 
 func (r *requester) SetContext(ctx context.Context, req *vssv1.SetContextRequest) (*vssv1.SessionReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	if err := b.SetContext(vss.Context(req.GetContext())); err != nil {
-		return nil, err
-	}
-	return r.reply(b)
+	return r.sessionCall(ctx, req.GetSessionId(), func(b *service.Backup) error {
+		return b.SetContext(vss.Context(req.GetContext()))
+	})
 }
 
 func (r *requester) SetBackupState(ctx context.Context, req *vssv1.SetBackupStateRequest) (*vssv1.SessionReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	if err := b.SetBackupState(req.GetSelectComponents(), vssmeta.BackupType(req.GetBackupType()), req.GetPartialFileSupport()); err != nil {
-		return nil, err
-	}
-	return r.reply(b)
+	return r.sessionCall(ctx, req.GetSessionId(), func(b *service.Backup) error {
+		return b.SetBackupState(req.GetSelectComponents(), vssmeta.BackupType(req.GetBackupType()), req.GetPartialFileSupport())
+	})
 }
 
 func (r *requester) ExcludeWriters(ctx context.Context, req *vssv1.ExcludeWritersRequest) (*vssv1.SessionReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	if err := b.ExcludeWriters(req.GetWriters()); err != nil {
-		return nil, err
-	}
-	return r.reply(b)
+	return r.sessionCall(ctx, req.GetSessionId(), func(b *service.Backup) error {
+		return b.ExcludeWriters(req.GetWriters())
+	})
 }
 
 func (r *requester) AddComponent(ctx context.Context, req *vssv1.ComponentRequest) (*vssv1.SessionReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseID("writer instance", req.GetWriterInstanceId())
-	if err != nil {
-		return nil, err
-	}
-	if err := b.AddComponent(id, req.GetLogicalPath(), req.GetName()); err != nil {
-		return nil, err
-	}
-	return r.reply(b)
+	return r.sessionCall(ctx, req.GetSessionId(), func(b *service.Backup) error {
+		id, err := parseID("writer instance", req.GetWriterInstanceId())
+		if err != nil {
+			return err
+		}
+		return b.AddComponent(id, req.GetLogicalPath(), req.GetName())
+	})
 }
 
 func (r *requester) StartSnapshotSet(ctx context.Context, req *vssv1.SessionRequest) (*vssv1.StartSnapshotSetReply, error) {
@@ -163,12 +161,7 @@ func (r *requester) AddToSnapshotSet(ctx context.Context, req *vssv1.AddToSnapsh
 }
 
 func (r *requester) PrepareForBackup(ctx context.Context, req *vssv1.SessionRequest) (*vssv1.WritersReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	sts, err := b.PrepareForBackup(ctx)
-	return r.writersReply(b, sts, err)
+	return r.writersCall(ctx, req.GetSessionId(), func(b *service.Backup) ([]writers.Status, error) { return b.PrepareForBackup(ctx) })
 }
 
 func (r *requester) DoSnapshotSet(ctx context.Context, req *vssv1.SessionRequest) (*vssv1.DoSnapshotSetReply, error) {
@@ -185,92 +178,51 @@ func (r *requester) DoSnapshotSet(ctx context.Context, req *vssv1.SessionRequest
 }
 
 func (r *requester) GatherWriterStatus(ctx context.Context, req *vssv1.SessionRequest) (*vssv1.WritersReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	return r.writersReply(b, b.GatherWriterStatus(), nil)
+	return r.writersCall(ctx, req.GetSessionId(), func(b *service.Backup) ([]writers.Status, error) { return b.GatherWriterStatus(), nil })
 }
 
 func (r *requester) SetBackupSucceeded(ctx context.Context, req *vssv1.SetBackupSucceededRequest) (*vssv1.SessionReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseID("writer instance", req.GetWriterInstanceId())
-	if err != nil {
-		return nil, err
-	}
-	if err := b.SetBackupSucceeded(id, req.GetLogicalPath(), req.GetName(), req.GetSucceeded()); err != nil {
-		return nil, err
-	}
-	return r.reply(b)
+	return r.sessionCall(ctx, req.GetSessionId(), func(b *service.Backup) error {
+		id, err := parseID("writer instance", req.GetWriterInstanceId())
+		if err != nil {
+			return err
+		}
+		return b.SetBackupSucceeded(id, req.GetLogicalPath(), req.GetName(), req.GetSucceeded())
+	})
 }
 
 func (r *requester) BackupComplete(ctx context.Context, req *vssv1.SessionRequest) (*vssv1.WritersReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	sts, err := b.BackupComplete(ctx)
-	return r.writersReply(b, sts, err)
+	return r.writersCall(ctx, req.GetSessionId(), func(b *service.Backup) ([]writers.Status, error) { return b.BackupComplete(ctx) })
 }
 
 func (r *requester) AbortBackup(ctx context.Context, req *vssv1.SessionRequest) (*vssv1.WritersReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	sts, err := b.AbortBackup(ctx)
-	return r.writersReply(b, sts, err)
+	return r.writersCall(ctx, req.GetSessionId(), func(b *service.Backup) ([]writers.Status, error) { return b.AbortBackup(ctx) })
 }
 
 func (r *requester) SaveAsXML(ctx context.Context, req *vssv1.SessionRequest) (*vssv1.SessionReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	return r.reply(b)
+	return r.sessionCall(ctx, req.GetSessionId(), func(b *service.Backup) error {
+		return nil
+	})
 }
 
 func (r *requester) SelectForRestore(ctx context.Context, req *vssv1.SelectForRestoreRequest) (*vssv1.SessionReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseID("writer instance", req.GetWriterInstanceId())
-	if err != nil {
-		return nil, err
-	}
-	if err := b.SelectForRestore(id, req.GetLogicalPath(), req.GetName(), req.GetNewTarget(), req.GetNewName()); err != nil {
-		return nil, err
-	}
-	return r.reply(b)
+	return r.sessionCall(ctx, req.GetSessionId(), func(b *service.Backup) error {
+		id, err := parseID("writer instance", req.GetWriterInstanceId())
+		if err != nil {
+			return err
+		}
+		return b.SelectForRestore(id, req.GetLogicalPath(), req.GetName(), req.GetNewTarget(), req.GetNewName())
+	})
 }
 
 func (r *requester) PreRestore(ctx context.Context, req *vssv1.RestoreRequest) (*vssv1.WritersReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	sts, err := b.PreRestore(ctx, req.GetRestoreTarget())
-	return r.writersReply(b, sts, err)
+	return r.writersCall(ctx, req.GetSessionId(), func(b *service.Backup) ([]writers.Status, error) { return b.PreRestore(ctx, req.GetRestoreTarget()) })
 }
 
 func (r *requester) PostRestore(ctx context.Context, req *vssv1.RestoreRequest) (*vssv1.WritersReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	sts, err := b.PostRestore(ctx)
-	return r.writersReply(b, sts, err)
+	return r.writersCall(ctx, req.GetSessionId(), func(b *service.Backup) ([]writers.Status, error) { return b.PostRestore(ctx) })
 }
 
 func (r *requester) EndSession(ctx context.Context, req *vssv1.SessionRequest) (*vssv1.WritersReply, error) {
-	b, err := r.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
-	}
-	sts, err := b.End(ctx)
-	return r.writersReply(b, sts, err)
+	return r.writersCall(ctx, req.GetSessionId(), func(b *service.Backup) ([]writers.Status, error) { return b.End(ctx) })
 }
