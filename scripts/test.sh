@@ -50,7 +50,20 @@ grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 	pkg=./$(dirname "${f#./}")
 	for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
 		echo "-- $pkg $target"
-		go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg"
+		corpus="$pkg/testdata/fuzz/$target"
+		before=$(ls "$corpus" 2>/dev/null | wc -l)
+		if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" 2>&1 | tee "$work/fuzz.out"; then
+			after=$(ls "$corpus" 2>/dev/null | wc -l)
+			# Go 1.26's fuzz coordinator can report "context deadline exceeded"
+			# when -fuzztime ends under load, with no failing input
+			# (go.dev/issue/75804). A real failure writes its input.
+			if [ "$after" -eq "$before" ] && grep -q 'context deadline exceeded' "$work/fuzz.out"; then
+				echo "-- $target: the fuzzing deadline race of go.dev/issue/75804, no failing input; not a failure"
+			else
+				echo "-- $target found a failing input: $corpus"
+				exit 1
+			fi
+		fi
 	done
 done
 echo "== all tests passed"
