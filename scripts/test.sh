@@ -45,15 +45,24 @@ echo "== tests ($mode mode)"
 go test -count="$count" -timeout 90m $(go list ./... | grep -v '/internal/consistency$')
 go test -count=1 -timeout 90m ./internal/consistency/
 
+# count_files DIR prints how many entries DIR has (0 when it does not exist).
+count_files() {
+	if [ -d "$1" ]; then
+		find "$1" -mindepth 1 -maxdepth 1 | wc -l
+	else
+		echo 0
+	fi
+}
+
 echo "== fuzzing ($fuzztime per target)"
 grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 	pkg=./$(dirname "${f#./}")
 	for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
 		echo "-- $pkg $target"
 		corpus="$pkg/testdata/fuzz/$target"
-		before=$(ls "$corpus" 2>/dev/null | wc -l)
+		before=$(count_files "$corpus")
 		if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" 2>&1 | tee "$work/fuzz.out"; then
-			after=$(ls "$corpus" 2>/dev/null | wc -l)
+			after=$(count_files "$corpus")
 			# Go 1.26's fuzz coordinator can report "context deadline exceeded"
 			# when -fuzztime ends under load, with no failing input
 			# (go.dev/issue/75804). A real failure writes its input.
