@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/linuxvss/vss/internal/catalog"
+	"github.com/linuxvss/vss/internal/cli/clisvc"
 	"github.com/linuxvss/vss/internal/provider"
 	"github.com/linuxvss/vss/internal/requester"
 	"github.com/linuxvss/vss/internal/service"
@@ -459,7 +460,7 @@ func (s *Shell) addVolume(ctx context.Context, c AddVolume) error {
 	path, desc := "", ""
 	if v, err := volume.Resolve(p); err == nil {
 		path, desc = v.Path, fmt.Sprintf("%s, %s", v.Name(), v.FSType)
-	} else if _, daemon := s.b.(*Daemon); daemon && os.Geteuid() != 0 && errors.Is(err, os.ErrPermission) {
+	} else if _, daemon := s.b.(*clisvc.Daemon); daemon && os.Geteuid() != 0 && errors.Is(err, os.ErrPermission) {
 		if path, err = volume.Canonical(p); err != nil {
 			return err
 		}

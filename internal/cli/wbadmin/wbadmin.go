@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/linuxvss/vss/internal/backupfmt"
-	"github.com/linuxvss/vss/internal/cli/diskshadow"
+	"github.com/linuxvss/vss/internal/cli/clisvc"
 	"github.com/linuxvss/vss/internal/volume"
 	"github.com/linuxvss/vss/internal/vsserr"
 	"github.com/linuxvss/vss/pkg/vssmeta"
@@ -123,7 +123,7 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 		}
 	}
 	kind, vssType := formatKind(c, versions)
-	b, err := diskshadow.OpenBackend(ctx, &diskshadow.Globals{StateDir: c.StateDir, Socket: c.Socket, Config: c.Config, Embedded: c.Embedded, Verbose: c.Verbose})
+	b, err := clisvc.Open(ctx, &clisvc.Globals{StateDir: c.StateDir, Socket: c.Socket, Config: c.Config, Embedded: c.Embedded, Verbose: c.Verbose}, "wbadmin")
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,8 @@
-package diskshadow
+// Package clisvc opens the shadow copy service for the command-line tools
+// that run requester sessions (diskshadow, wbadmin): the vssd answering on
+// the socket, or the service in the tool's own process (embedded mode), as
+// vssadmin chooses.
+package clisvc
 
 import (
 	"context"
@@ -7,16 +11,41 @@ import (
 	"os"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/linuxvss/vss/internal/apiclient"
+	"github.com/linuxvss/vss/internal/catalog"
 	"github.com/linuxvss/vss/internal/config"
 	"github.com/linuxvss/vss/internal/fault"
+	"github.com/linuxvss/vss/internal/provider"
 	"github.com/linuxvss/vss/internal/requester"
 	"github.com/linuxvss/vss/internal/service"
 	"github.com/linuxvss/vss/internal/vsserr"
 	"github.com/linuxvss/vss/internal/writers/builtin"
 )
 
-// Embedded is the service running in this process, as a Backend.
+// Service is what the tools need of the shadow copy service: requester
+// sessions and the administration calls around them.
+type Service interface {
+	Requester() requester.Requester
+	ListShadows(ctx context.Context, sel service.Selection) ([]catalog.Shadow, error)
+	DeleteShadows(ctx context.Context, ids []uuid.UUID) (int, error)
+	RevertShadow(ctx context.Context, id uuid.UUID, force bool) error
+	ListProviders(ctx context.Context) ([]provider.Info, error)
+	ListWriters(ctx context.Context) ([]service.WriterStatus, error)
+	// Expose mounts a shadow copy read-only at path (an empty or new
+	// directory) and records it; Unexpose undoes it (path is the mount
+	// point).
+	Expose(ctx context.Context, id uuid.UUID, path string) (catalog.Shadow, error)
+	Unexpose(ctx context.Context, path string) (catalog.Shadow, error)
+	// BreakSet takes a set's shadow copies out of the service: they stay
+	// on disk as ordinary directories (read-only, or writable), no longer
+	// in the catalog; it returns them with their new paths.
+	BreakSet(ctx context.Context, setID uuid.UUID, writable bool) ([]catalog.Shadow, error)
+	Close() error
+}
+
+// Embedded is the service running in this process.
 type Embedded struct {
 	*service.Service
 	req requester.Requester
@@ -30,7 +59,7 @@ func NewEmbedded(s *service.Service) *Embedded {
 // Requester returns the requester of the service in this process.
 func (e *Embedded) Requester() requester.Requester { return e.req }
 
-// Daemon is a connection to vssd, as a Backend. Requester sessions live on
+// Daemon is a connection to vssd. Requester sessions live on
 // the connection: closing it ends them.
 type Daemon struct {
 	*apiclient.Client
@@ -46,8 +75,8 @@ func NewDaemon(c *apiclient.Client) *Daemon {
 func (d *Daemon) Requester() requester.Requester { return d.req }
 
 var (
-	_ Backend = (*Embedded)(nil)
-	_ Backend = (*Daemon)(nil)
+	_ Service = (*Embedded)(nil)
+	_ Service = (*Daemon)(nil)
 )
 
 // Globals are the options that choose the service, as vssadmin's.
@@ -63,12 +92,12 @@ type Globals struct {
 // faultinject build tag (tests), nil otherwise.
 var FaultHook = fault.FromEnv
 
-// OpenBackend returns the backend for the global options, as vssadmin
+// Open returns the service for the global options, as vssadmin
 // chooses it: unless --embedded, the vssd answering on the socket (--socket,
 // else VSS_SOCKET, else the configuration's) within a second, when it
 // serves the state directory asked for (--state-dir or VSS_STATE_DIR, if
 // given); otherwise the service in this process on the state directory.
-func OpenBackend(ctx context.Context, g *Globals) (Backend, error) {
+func Open(ctx context.Context, g *Globals, tool string) (Service, error) {
 	cfg, err := config.Load(g.Config)
 	if err != nil {
 		return nil, err
@@ -101,7 +130,7 @@ func OpenBackend(ctx context.Context, g *Globals) (Backend, error) {
 		log.Debug("running the service in this process", "reason", err)
 	}
 	if os.Geteuid() != 0 {
-		return nil, vsserr.New(vsserr.E_ACCESSDENIED, "run diskshadow as root, or start vssd and be allowed by its access configuration")
+		return nil, vsserr.New(vsserr.E_ACCESSDENIED, "run %s as root, or start vssd and be allowed by its access configuration", tool)
 	}
 	s, err := service.Open(ctx, service.Options{Config: cfg, LockWait: 10 * time.Second, Log: log, Fault: FaultHook(), WriterSources: builtin.Sources(log)})
 	if errors.Is(err, service.ErrBusy) {
