@@ -348,6 +348,11 @@ func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 // Expose mounts a persistent shadow copy read-only at path.
 func (c *Client) Expose(ctx context.Context, id uuid.UUID, path string) (catalog.Shadow, error) {
 	r, err := c.api.Expose(ctx, &vssv1.ExposeRequest{ShadowId: wire.IDToProto(id), Path: abs(path)})
+	return exposed(r, err)
+}
+
+// exposed decodes the shadow of an Expose or Unexpose reply.
+func exposed(r *vssv1.ExposeResponse, err error) (catalog.Shadow, error) {
 	if err != nil {
 		return catalog.Shadow{}, fail(err, nil)
 	}
@@ -363,15 +368,7 @@ func (c *Client) Unexpose(ctx context.Context, path string) (catalog.Shadow, err
 	if filepath.IsAbs(path) || strings.Contains(path, "/") {
 		path = abs(path)
 	}
-	r, err := c.api.Unexpose(ctx, &vssv1.UnexposeRequest{Path: path})
-	if err != nil {
-		return catalog.Shadow{}, fail(err, nil)
-	}
-	sh, err := wire.ShadowsFromProto([]*vssv1.Shadow{r.GetShadow()})
-	if err != nil {
-		return catalog.Shadow{}, err
-	}
-	return sh[0], nil
+	return exposed(c.api.Unexpose(ctx, &vssv1.UnexposeRequest{Path: path}))
 }
 
 // BreakSet takes a set's shadow copies out of the service.

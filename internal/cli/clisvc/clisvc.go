@@ -92,15 +92,16 @@ type Globals struct {
 // faultinject build tag (tests), nil otherwise.
 var FaultHook = fault.FromEnv
 
-// Open returns the service for the global options, as vssadmin
-// chooses it: unless --embedded, the vssd answering on the socket (--socket,
-// else VSS_SOCKET, else the configuration's) within a second, when it
-// serves the state directory asked for (--state-dir or VSS_STATE_DIR, if
-// given); otherwise the service in this process on the state directory.
-func Open(ctx context.Context, g *Globals, tool string) (Service, error) {
+// Connect chooses the service for the global options: unless --embedded,
+// the vssd answering on the socket (--socket, else VSS_SOCKET, else the
+// configuration's) within a second, when it serves the state directory
+// asked for (--state-dir or VSS_STATE_DIR, if given); otherwise the service
+// opened in this process on the state directory. Exactly one of the
+// results is not nil. tool names the program in errors.
+func Connect(ctx context.Context, g *Globals, tool string) (*service.Service, *apiclient.Client, error) {
 	cfg, err := config.Load(g.Config)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stateDir := g.StateDir
 	if stateDir == "" {
@@ -125,19 +126,31 @@ func Open(ctx context.Context, g *Globals, tool string) (Service, error) {
 		c, info, err := apiclient.DialServing(ctx, socket, stateDir, time.Second)
 		if err == nil {
 			log.Debug("using vssd", "socket", socket, "pid", info.Pid, "version", info.Version, "state_dir", info.StateDir)
-			return NewDaemon(c), nil
+			return nil, c, nil
 		}
 		log.Debug("running the service in this process", "reason", err)
 	}
 	if os.Geteuid() != 0 {
-		return nil, vsserr.New(vsserr.E_ACCESSDENIED, "run %s as root, or start vssd and be allowed by its access configuration", tool)
+		return nil, nil, vsserr.New(vsserr.E_ACCESSDENIED, "run %s as root, or start vssd and be allowed by its access configuration", tool)
 	}
 	s, err := service.Open(ctx, service.Options{Config: cfg, LockWait: 10 * time.Second, Log: log, Fault: FaultHook(), WriterSources: builtin.Sources(log)})
 	if errors.Is(err, service.ErrBusy) {
-		return nil, vsserr.Wrap(vsserr.VSS_E_SNAPSHOT_SET_IN_PROGRESS, err, "the shadow copy service is busy")
+		return nil, nil, vsserr.Wrap(vsserr.VSS_E_SNAPSHOT_SET_IN_PROGRESS, err, "the shadow copy service is busy")
 	}
 	if err != nil {
+		return nil, nil, err
+	}
+	return s, nil, nil
+}
+
+// Open returns the service Connect chooses, with its requester.
+func Open(ctx context.Context, g *Globals, tool string) (Service, error) {
+	s, c, err := Connect(ctx, g, tool)
+	if err != nil {
 		return nil, err
+	}
+	if c != nil {
+		return NewDaemon(c), nil
 	}
 	return NewEmbedded(s), nil
 }

@@ -10,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -19,13 +17,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
-	"github.com/linuxvss/vss/internal/apiclient"
+	"github.com/linuxvss/vss/internal/cli/clisvc"
 	"github.com/linuxvss/vss/internal/config"
-	"github.com/linuxvss/vss/internal/fault"
 	"github.com/linuxvss/vss/internal/service"
 	"github.com/linuxvss/vss/internal/vss"
 	"github.com/linuxvss/vss/internal/vsserr"
-	"github.com/linuxvss/vss/internal/writers/builtin"
 )
 
 // Env is what the command runs with.
@@ -164,57 +160,18 @@ func (a *app) open(ctx context.Context) (Backend, error) {
 	return b, nil
 }
 
-// OpenBackend returns the backend for the global options. Unless
-// --embedded is given, it first asks the daemon on the socket (--socket,
-// else VSS_SOCKET, else the configuration's) and, if one answers within a
-// second, uses it, unless --state-dir or VSS_STATE_DIR names another state
-// directory than the daemon's. Otherwise it opens the embedded service on
-// the state directory.
+// OpenBackend returns the backend for the global options: the vssd
+// answering on the socket, or the embedded service (clisvc.Connect).
 func OpenBackend(ctx context.Context, g *Globals) (Backend, error) {
-	cfg, err := config.Load(g.Config)
+	s, c, err := clisvc.Connect(ctx, &clisvc.Globals{StateDir: g.StateDir, Socket: g.Socket, Config: g.Config, Embedded: g.Embedded, Verbose: g.Verbose}, "vssadmin")
 	if err != nil {
 		return nil, err
 	}
-	stateDir := g.StateDir
-	if stateDir == "" {
-		stateDir = os.Getenv("VSS_STATE_DIR")
+	if c != nil {
+		return c, nil
 	}
-	if stateDir != "" {
-		cfg.StateDir = stateDir
-	}
-	level := slog.LevelWarn
-	if g.Verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if !g.Embedded {
-		socket := g.Socket
-		if socket == "" {
-			socket = os.Getenv("VSS_SOCKET")
-		}
-		if socket == "" {
-			socket = cfg.Socket
-		}
-		c, info, err := apiclient.DialServing(ctx, socket, stateDir, time.Second)
-		if err == nil {
-			log.Debug("using vssd", "socket", socket, "pid", info.Pid, "version", info.Version, "state_dir", info.StateDir)
-			return c, nil
-		}
-		log.Debug("running the service in this process", "reason", err)
-	}
-	if os.Geteuid() != 0 {
-		return nil, vsserr.New(vsserr.E_ACCESSDENIED, "run vssadmin as root, or start vssd and be allowed by its access configuration")
-	}
-	s, err := service.Open(ctx, service.Options{Config: cfg, LockWait: 10 * time.Second, Log: log, Fault: FaultHook(), WriterSources: builtin.Sources(log)})
-	if errors.Is(err, service.ErrBusy) {
-		return nil, vsserr.Wrap(vsserr.VSS_E_SNAPSHOT_SET_IN_PROGRESS, err, "the shadow copy service is busy")
-	}
-	return s, err
+	return s, nil
 }
-
-// FaultHook returns the fault hook of this build: VSS_FAULT with the
-// faultinject build tag (tests), nil otherwise.
-var FaultHook = fault.FromEnv
 
 func (a *app) commands() *cobra.Command {
 	root := &cobra.Command{
