@@ -604,3 +604,92 @@ func TestRecoverWithStandardTools(t *testing.T) {
 		t.Errorf("recover.sh got back a different file (%d bytes, want %d)", len(got), len(want))
 	}
 }
+
+// files returns the regular files below root with their contents.
+func files(t *testing.T, root string) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	must(t, filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(root, p)
+		got[rel] = string(b)
+		return err
+	}))
+	return got
+}
+
+// TestKeepRenameMirror: Keep leaves entries (and refused directories with
+// all below them) out of a version; Rename restores a subtree under
+// another name beside the original; Mirror removes, from the directories
+// it names, what the version does not have, and nothing elsewhere.
+func TestKeepRenameMirror(t *testing.T) {
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	target := filepath.Join(tmp, "target")
+	for p, c := range map[string]string{"db/main/base/1": "one", "db/main/postmaster.pid": "123", "db/main/skip/x": "x",
+		"db/other.txt": "other", "app.db": "sqlite", "app.db-wal": "wal", "apps.txt": "not the db"} {
+		testutil.WriteFile(t, src, p, []byte(c))
+	}
+	w, err := backupfmt.Create(target, backupfmt.Options{Kind: backupfmt.Full, Keep: func(p string, dir bool) bool {
+		switch {
+		case p == "db/main/postmaster.pid", p == "db/main/skip":
+			return false
+		case p == "db", p == "db/main", strings.HasPrefix(p, "db/main/"), strings.HasPrefix(p, "app.db"):
+			return true
+		}
+		return false
+	}})
+	must(t, err)
+	must(t, w.AddTree(context.Background(), src, "", nil))
+	must(t, w.Commit())
+	id := w.ID()
+	tg, err := backupfmt.Open(target)
+	must(t, err)
+	m, err := tg.Manifest(id)
+	must(t, err)
+	var paths []string
+	for _, f := range m.Files {
+		paths = append(paths, f.Path)
+	}
+	if d := cmp.Diff([]string{".", "app.db", "app.db-wal", "db", "db/main", "db/main/base", "db/main/base/1"}, paths); d != "" {
+		t.Fatalf("version holds (-want +got):\n%s", d)
+	}
+
+	// Under new names next to the originals: the originals stay.
+	rename := func(p string) string {
+		switch {
+		case p == "db/main" || strings.HasPrefix(p, "db/main/"):
+			return "db/copy" + strings.TrimPrefix(p, "db/main")
+		case strings.HasPrefix(p, "app.db"):
+			return "new.db" + strings.TrimPrefix(p, "app.db")
+		}
+		return p
+	}
+	must(t, tg.Restore(context.Background(), id, nil, src, backupfmt.RestoreOptions{Overwrite: backupfmt.Overwrite, Rename: rename}))
+	want := map[string]string{"db/main/base/1": "one", "db/main/postmaster.pid": "123", "db/main/skip/x": "x",
+		"db/other.txt": "other", "app.db": "sqlite", "app.db-wal": "wal", "apps.txt": "not the db",
+		"db/copy/base/1": "one", "new.db": "sqlite", "new.db-wal": "wal"}
+	if d := cmp.Diff(want, files(t, src)); d != "" {
+		t.Fatalf("after a restore under new names (-want +got):\n%s", d)
+	}
+	if err := tg.Restore(context.Background(), id, nil, filepath.Join(tmp, "esc"), backupfmt.RestoreOptions{Rename: func(p string) string { return "../" + p }}); err == nil {
+		t.Fatal("a Rename leading out of the target was accepted")
+	}
+
+	// In place, mirrored in db/main only: later files there go, db/other.txt
+	// and apps.txt (not mirrored) stay.
+	testutil.WriteFile(t, src, "db/main/base/2", []byte("later"))
+	testutil.WriteFile(t, src, "db/main/base/1", []byte("changed"))
+	testutil.WriteFile(t, src, "db/later.txt", []byte("later, outside"))
+	mirror := func(p string) bool { return p == "db/main" || strings.HasPrefix(p, "db/main/") }
+	must(t, tg.Restore(context.Background(), id, nil, src, backupfmt.RestoreOptions{Overwrite: backupfmt.Overwrite, Mirror: mirror}))
+	want["db/later.txt"] = "later, outside"
+	delete(want, "db/main/postmaster.pid")
+	delete(want, "db/main/skip/x")
+	if d := cmp.Diff(want, files(t, src)); d != "" {
+		t.Fatalf("after a mirrored restore in place (-want +got):\n%s", d)
+	}
+}

@@ -290,6 +290,16 @@ const (
 type RestoreOptions struct {
 	Overwrite OverwriteMode
 	Progress  func(Progress)
+	// Rename, if not nil, gives for a path of the version the path under
+	// dst it is restored to (a database restored under a new name); it
+	// must return a clean relative path, and the same for an entry and
+	// everything below it.
+	Rename func(p string) string
+	// Mirror, if not nil, says of a directory of the version whether,
+	// once restored, it is to hold exactly what the version has there:
+	// the entries this restore did not put there are removed (a database
+	// restored in place must not keep files of a later state).
+	Mirror func(p string) bool
 }
 
 // Restore recreates the items (paths of the version, a directory with all
@@ -349,7 +359,7 @@ func (t *Target) Restore(ctx context.Context, id string, items []string, dst str
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	r := &restorer{newDst: newDst, t: t, m: m, dst: dst, o: o, byPath: byPath, placed: map[string]string{},
+	r := &restorer{newDst: newDst, t: t, m: m, dst: dst, o: o, byPath: byPath, placed: map[string]string{}, restored: map[string]bool{},
 		d: newDataReader(t.dir, m.ChunkSize)}
 	defer r.d.close()
 	var errs []error
@@ -377,6 +387,16 @@ func (t *Target) Restore(ctx context.Context, id string, items []string, dst str
 			o.Progress(p)
 		}
 	}
+	if o.Mirror != nil && len(errs) == 0 {
+		for _, f := range sel {
+			if f.Type != TypeDir || !o.Mirror(f.Path) {
+				continue
+			}
+			if err := r.mirror(f); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	for i := len(dirs) - 1; i >= 0; i-- {
 		if err := applyMeta(dirs[i].target, dirs[i].f); err != nil {
 			errs = append(errs, fmt.Errorf("restore %s: %w", dirs[i].f.Path, err))
@@ -396,7 +416,47 @@ type restorer struct {
 	o      RestoreOptions
 	byPath map[string]*File
 	placed map[string]string // path of the version -> where its file was restored
+	// restored are the paths under dst this restore made or kept.
+	restored map[string]bool
 	d      *dataReader
+}
+
+// dest returns the path under dst the entry p of the version goes to.
+func (r *restorer) dest(p string) (string, error) {
+	if r.o.Rename == nil || p == "." {
+		return p, nil
+	}
+	q := r.o.Rename(p)
+	if !validRel(q) {
+		return "", fmt.Errorf("%s would be restored as %q, which is not a clean path inside the target", p, q)
+	}
+	return q, nil
+}
+
+// mirror removes from the restored directory of f the entries this
+// restore did not put there.
+func (r *restorer) mirror(f *File) error {
+	d, err := r.dest(f.Path)
+	if err != nil {
+		return err
+	}
+	dir := r.dst
+	if d != "." {
+		dir = filepath.Join(r.dst, filepath.FromSlash(d))
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", f.Path, err)
+	}
+	for _, e := range ents {
+		if r.restored[path.Join(d, e.Name())] {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("restore %s: removing what the version does not have: %w", f.Path, err)
+		}
+	}
+	return nil
 }
 
 // safeParent makes the directories above rel in dst, refusing to go
@@ -434,15 +494,20 @@ func (r *restorer) entry(f *File) (string, bool, error) {
 	fail := func(err error) (string, bool, error) {
 		return "", false, fmt.Errorf("restore %s: %w", f.Path, err)
 	}
-	if err := r.safeParent(f.Path); err != nil {
+	d, err := r.dest(f.Path)
+	if err != nil {
+		return fail(err)
+	}
+	if err := r.safeParent(d); err != nil {
 		return fail(err)
 	}
 	target := r.dst
-	if f.Path != "." {
-		target = filepath.Join(r.dst, filepath.FromSlash(f.Path))
+	if d != "." {
+		target = filepath.Join(r.dst, filepath.FromSlash(d))
 	}
+	r.restored[d] = true
 	var st unix.Stat_t
-	err := unix.Lstat(target, &st)
+	err = unix.Lstat(target, &st)
 	exists := err == nil
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return fail(&os.PathError{Op: "lstat", Path: target, Err: err})

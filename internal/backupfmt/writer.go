@@ -41,6 +41,11 @@ type Options struct {
 	// HashAll reads and hashes every file, also those whose size and
 	// modification time match the base.
 	HashAll bool
+	// Keep, if not nil, chooses what AddTree records: it is given the
+	// path in the version of each entry below the tree's root (the root
+	// itself is always kept) and whether it is a directory; an entry it
+	// refuses is left out, a refused directory with everything below it.
+	Keep func(p string, dir bool) bool
 }
 
 // Progress is reported while a tree is backed up, restored or verified.
@@ -276,6 +281,29 @@ func (w *Writer) AddTree(ctx context.Context, root, rel string, progress func(Pr
 	if err != nil {
 		return fmt.Errorf("add tree %s: %w", root, err)
 	}
+	if w.o.Keep != nil {
+		kept := entries[:0]
+		skipped := map[string]bool{} // directories Keep refused
+		for _, e := range entries {
+			if e.Rel != "." {
+				if dropped(e.Rel, skipped) {
+					continue
+				}
+				vp := e.Rel
+				if rel != "." {
+					vp = path.Join(rel, e.Rel)
+				}
+				if !w.o.Keep(vp, e.Type() == unix.S_IFDIR) {
+					if e.Type() == unix.S_IFDIR {
+						skipped[e.Rel] = true
+					}
+					continue
+				}
+			}
+			kept = append(kept, e)
+		}
+		entries = kept
+	}
 	var p Progress
 	p.FilesTotal = int64(len(entries))
 	for i := range entries {
@@ -352,6 +380,16 @@ func (w *Writer) AddTree(ctx context.Context, root, rel string, progress func(Pr
 		}
 	}
 	return nil
+}
+
+// dropped reports whether rel lies below one of the skipped directories.
+func dropped(rel string, skipped map[string]bool) bool {
+	for d := path.Dir(rel); d != "." && d != "/"; d = path.Dir(d) {
+		if skipped[d] {
+			return true
+		}
+	}
+	return false
 }
 
 // openSrc opens a file of the shadow for reading without changing its

@@ -96,6 +96,37 @@ type Request struct {
 	Atomic bool
 }
 
+// Elsewhere reports whether a restore leaves the live files alone: it goes
+// into another directory (RestoreTarget, or a component's new target) or
+// under a new name (a component's RestoreName). A writer must then keep
+// its application running, and touch only the restored copy.
+func (r *Request) Elsewhere() bool {
+	if r.RestoreTarget != "" {
+		return true
+	}
+	if r.Components != nil {
+		for _, c := range r.Components.Components {
+			if c.RestoreName != "" || len(c.NewTargets) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// RestoreName returns the new name the requester gave the component name
+// for a restore, or "".
+func (r *Request) RestoreName(name string) string {
+	if r.Components != nil {
+		for _, c := range r.Components.Components {
+			if c.Name == name {
+				return c.RestoreName
+			}
+		}
+	}
+	return ""
+}
+
 // Writer is one writer instance as the service drives it. Handle must
 // return by ctx's deadline; an error vetoes the event and should carry a
 // VSS_E_WRITERERROR_* code (vsserr) — a plain error counts as

@@ -3,10 +3,12 @@ package wbadmin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -107,17 +109,75 @@ func formatKind(c *Command, versions []backupfmt.Version) (backupfmt.Kind, vssme
 	return backupfmt.Copy, vssmeta.BackupCopy
 }
 
+// baseOf returns the version a backup of kind k is compared with, as
+// backupfmt.Create chooses it: the newest complete version for an
+// incremental backup, the newest complete full one for a differential.
+func baseOf(k backupfmt.Kind, versions []backupfmt.Version) string {
+	for i := len(versions) - 1; i >= 0; i-- {
+		v := versions[i]
+		if v.CanRecover && (k == backupfmt.Incremental || k == backupfmt.Differential && v.Kind == backupfmt.Full) {
+			return v.ID
+		}
+	}
+	return ""
+}
+
+// previousStamps returns a Backup Components Document that carries, for
+// the components of the base version's document the specs name, their
+// backup stamps as PreviousBackupStamp (what a writer compares with for a
+// differential or incremental backup); "" when there are none.
+func previousStamps(t *backupfmt.Target, base string, specs []string) string {
+	if t == nil || base == "" || len(specs) == 0 {
+		return ""
+	}
+	b, err := t.Metadata(base, "bcd.xml")
+	if err != nil {
+		return ""
+	}
+	old, err := vssmeta.ParseBackupComponents(b)
+	if err != nil {
+		return ""
+	}
+	doc := &vssmeta.BackupComponents{BackupType: vssmeta.BackupFull, SelectComponents: true}
+	for _, w := range old.Writers {
+		wc := vssmeta.WriterComponents{WriterID: w.WriterID, InstanceID: w.InstanceID, Name: w.Name}
+		for _, c := range w.Components {
+			if c.BackupStamp == "" {
+				continue
+			}
+			for _, spec := range specs {
+				wn, cn, _ := strings.Cut(spec, `\`)
+				m := &vssmeta.WriterMetadata{Name: w.Name, InstanceID: w.InstanceID, WriterID: w.WriterID}
+				if writerMatches(m, wn) && (strings.EqualFold(c.FullPath(), cn) || strings.EqualFold(c.Name, cn)) {
+					wc.Components = append(wc.Components, vssmeta.ComponentState{LogicalPath: c.LogicalPath, Name: c.Name, Type: c.Type, PreviousBackupStamp: c.BackupStamp})
+					break
+				}
+			}
+		}
+		if len(wc.Components) > 0 {
+			doc.Writers = append(doc.Writers, wc)
+		}
+	}
+	if len(doc.Writers) == 0 {
+		return ""
+	}
+	x, err := doc.XML()
+	if err != nil {
+		return ""
+	}
+	return string(x)
+}
+
 // startBackup makes a shadow copy set of the volumes of the included
-// paths, copies the paths from the shadows (never from the live volumes)
-// into a new version, stores the writers' documents with it, and sends
-// BackupComplete for -vssFull backups only.
+// paths and selected components, copies them from the shadows (never from
+// the live volumes) into a new version, stores the writers' documents with
+// it, and sends BackupComplete for -vssFull backups only.
 func (a *app) startBackup(ctx context.Context) (err error) {
 	c := a.c
-	if len(c.Components) > 0 {
-		return vsserr.New(vsserr.E_NOTIMPL, "-component backups are not available yet: back up the component's paths with -include")
-	}
 	var versions []backupfmt.Version
+	var tgt *backupfmt.Target
 	if t, err := backupfmt.Open(c.BackupTarget); err == nil {
+		tgt = t
 		if versions, err = t.Versions(); err != nil {
 			return err
 		}
@@ -128,7 +188,7 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 		return err
 	}
 	defer b.Close()
-	s, err := b.Requester().InitializeForBackup(ctx, "")
+	s, err := b.Requester().InitializeForBackup(ctx, previousStamps(tgt, baseOf(kind, versions), c.Components))
 	if err != nil {
 		return err
 	}
@@ -141,21 +201,56 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	var metas []*vssmeta.WriterMetadata
+	for _, wi := range ws {
+		if wi.Metadata != nil {
+			metas = append(metas, wi.Metadata)
+		}
+	}
+	sel := &selection{trees: c.Include}
+	for _, m := range metas {
+		sel.excludes = append(sel.excludes, m.Excludes...)
+	}
+	var comps []selected
+	for _, spec := range c.Components {
+		cs, err := findComponent(metas, spec)
+		if err != nil {
+			return err
+		}
+		if !cs.comp.Selectable {
+			return vsserr.New(vsserr.E_INVALIDARG, "component %s is not selectable for backup", cs.label())
+		}
+		if err := s.AddComponent(ctx, cs.writer.InstanceID, cs.comp.LogicalPath, cs.comp.Name); err != nil {
+			return err
+		}
+		comps = append(comps, cs)
+		sel.specs = append(sel.specs, cs.comp.Files...)
+	}
 	if err := s.SetBackupState(ctx, true, vssType, true); err != nil {
 		return err
 	}
-	// The volumes of the included paths, each once.
-	volOf := map[string]string{}
+	// The volumes of the selection, each once, with who needs it.
+	roots := sel.roots()
 	var vols []string
-	for _, p := range c.Include {
+	volOf := map[string]string{}
+	neededBy := map[string][]string{}
+	for _, p := range roots {
 		v, err := volume.Containing(p)
 		if err != nil {
 			return err
 		}
 		volOf[p] = v.Path
-		if _, ok := volOf["\x00"+v.Path]; !ok {
-			volOf["\x00"+v.Path] = ""
+		if !slices.Contains(vols, v.Path) {
 			vols = append(vols, v.Path)
+		}
+	}
+	for _, cs := range comps {
+		for _, f := range cs.comp.Files {
+			for _, r := range roots {
+				if under(filepath.Clean(f.Path), r) && !slices.Contains(neededBy[volOf[r]], cs.label()) {
+					neededBy[volOf[r]] = append(neededBy[volOf[r]], cs.label())
+				}
+			}
 		}
 	}
 	if _, err := s.StartSnapshotSet(ctx); err != nil {
@@ -163,6 +258,11 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 	}
 	for _, v := range vols {
 		if _, err := s.AddToSnapshotSet(ctx, v, ""); err != nil {
+			if who := neededBy[v]; len(who) > 0 {
+				// A component without all its volumes would be torn.
+				return vsserr.Wrap(vsserr.VSS_E_WRITERERROR_INCONSISTENTSNAPSHOT, err,
+					"%s has files on %s, which cannot be in the shadow copy set: a backup without it would be torn", strings.Join(who, ", "), v)
+			}
 			return err
 		}
 	}
@@ -178,7 +278,8 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 	for _, sh := range res.Shadows {
 		shadowOf[sh.VolumePath] = sh.ShadowPath
 	}
-	w, err := backupfmt.Create(c.BackupTarget, backupfmt.Options{Kind: kind, SetID: res.Set.ID.String()})
+	w, err := backupfmt.Create(c.BackupTarget, backupfmt.Options{Kind: kind, SetID: res.Set.ID.String(),
+		Keep: func(p string, dir bool) bool { return sel.keep("/"+p, dir) }})
 	if err != nil {
 		return vsserr.Wrap(vsserr.E_INVALIDARG, err, "backup target %s", c.BackupTarget)
 	}
@@ -188,19 +289,53 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 			_ = w.Abort()
 		}
 	}()
+	// The byte ranges the writers report for their files (partial files)
+	// bound what an incremental or differential version reads of them.
+	if kind == backupfmt.Incremental || kind == backupfmt.Differential {
+		doc, err := s.Document(ctx)
+		if err != nil {
+			return err
+		}
+		bcd, err := vssmeta.ParseBackupComponents([]byte(doc))
+		if err != nil {
+			return vsserr.Wrap(vsserr.VSS_E_INVALID_XML_DOCUMENT, err, "the Backup Components Document")
+		}
+		for _, wc := range bcd.Writers {
+			for _, cs := range wc.Components {
+				for _, pf := range cs.PartialFiles {
+					ranges, err := vssmeta.ParseRanges(pf.Ranges)
+					if err != nil {
+						return vsserr.Wrap(vsserr.VSS_E_INVALID_XML_DOCUMENT, err, "writer %s: partial file %s", wc.Name, pf.Filename)
+					}
+					rel := strings.TrimPrefix(filepath.Join(pf.Path, pf.Filename), "/")
+					if err := w.AddFileRanges(rel, ranges); err != nil {
+						return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "writer %s", wc.Name)
+					}
+				}
+			}
+		}
+	}
 	start := time.Now()
 	rep := a.newReporter("backup")
 	defer rep.done()
-	for _, p := range c.Include {
+	for _, p := range roots {
 		v := volOf[p]
 		rel, err := filepath.Rel(v, p)
 		if err != nil {
 			return err
 		}
 		src := filepath.Join(shadowOf[v], rel)
+		if _, err := os.Lstat(src); errors.Is(err, os.ErrNotExist) && !slices.Contains(c.Include, p) {
+			continue // a component's directory that does not exist
+		}
 		a.say("Backing up %s (from its shadow copy)...", p)
 		if err := w.AddTree(ctx, src, strings.TrimPrefix(p, "/"), rep.update); err != nil {
 			return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "backing up %s", p)
+		}
+	}
+	for _, cs := range comps {
+		if err := s.SetBackupSucceeded(ctx, cs.writer.InstanceID, cs.comp.LogicalPath, cs.comp.Name, true); err != nil {
+			return err
 		}
 	}
 	doc, err := s.Document(ctx)
@@ -210,15 +345,12 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 	if err := w.AddMetadata("bcd.xml", []byte(doc)); err != nil {
 		return err
 	}
-	for _, wi := range ws {
-		if wi.Metadata == nil {
-			continue
-		}
-		x, err := wi.Metadata.XML()
+	for _, m := range metas {
+		x, err := m.XML()
 		if err != nil {
 			return err
 		}
-		if err := w.AddMetadata("writers/"+wi.Metadata.InstanceID.String()+".xml", x); err != nil {
+		if err := w.AddMetadata("writers/"+m.InstanceID.String()+".xml", x); err != nil {
 			return err
 		}
 	}
@@ -286,8 +418,24 @@ func (a *app) getItems() error {
 	if err != nil {
 		return vsserr.Wrap(vsserr.VSS_E_OBJECT_NOT_FOUND, err, "version %s", a.c.Version)
 	}
+	var comps []map[string]string
+	if x, err := t.Metadata(a.c.Version, "bcd.xml"); err == nil {
+		if bcd, err := vssmeta.ParseBackupComponents(x); err == nil {
+			for _, w := range bcd.Writers {
+				for _, c := range w.Components {
+					if c.BackupSucceeded {
+						comps = append(comps, map[string]string{"writer": w.Name, "instance_id": w.InstanceID.String(),
+							"component": c.FullPath(), "item": w.Name + `\` + c.FullPath()})
+					}
+				}
+			}
+		}
+	}
 	if a.c.Format == "json" {
-		return json.NewEncoder(a.out).Encode(m.Files)
+		return json.NewEncoder(a.out).Encode(map[string]any{"components": comps, "files": m.Files})
+	}
+	for _, c := range comps {
+		fmt.Fprintf(a.out, "Application: %s (%s)\nComponent: %s\nItem: %s\n\n", c["writer"], c["instance_id"], c["component"], c["item"])
 	}
 	for _, f := range m.Files {
 		fmt.Fprintf(a.out, "/%s\n", f.Path)
@@ -298,12 +446,12 @@ func (a *app) getItems() error {
 // startRecovery restores files of a version, in place or under
 // -recoveryTarget.
 func (a *app) startRecovery(ctx context.Context) error {
-	if a.c.ItemType != "File" {
-		return vsserr.New(vsserr.E_NOTIMPL, "-itemType:Component recoveries are not available yet")
-	}
 	t, err := a.target()
 	if err != nil {
 		return err
+	}
+	if a.c.ItemType == "Component" {
+		return a.recoverComponents(ctx, t)
 	}
 	mode := map[string]backupfmt.OverwriteMode{"Overwrite": backupfmt.Overwrite, "CreateCopy": backupfmt.CreateCopy, "Skip": backupfmt.Skip}[a.c.Overwrite]
 	dst := a.c.RecoveryTarget
@@ -318,6 +466,153 @@ func (a *app) startRecovery(ctx context.Context) error {
 	rep.done()
 	if err != nil {
 		return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "recovery of version %s", a.c.Version)
+	}
+	a.say("The recovery operation completed successfully.")
+	return nil
+}
+
+// recoverComponents restores whole components of a version through their
+// writers: the saved Backup Components Document begins a restore session,
+// the writers get PreRestore (a server restored in place is stopped; one
+// restored elsewhere or under a new name keeps running), the files are
+// restored (a component's directories in place hold exactly the backup's
+// files afterwards), then PostRestore (the writer recovers and reopens).
+func (a *app) recoverComponents(ctx context.Context, t *backupfmt.Target) (err error) {
+	c := a.c
+	m, err := t.Manifest(c.Version)
+	if err != nil {
+		return vsserr.Wrap(vsserr.VSS_E_OBJECT_NOT_FOUND, err, "version %s", c.Version)
+	}
+	bcdXML, err := t.Metadata(c.Version, "bcd.xml")
+	if err != nil {
+		return vsserr.Wrap(vsserr.VSS_E_OBJECT_NOT_FOUND, err, "version %s has no Backup Components Document", c.Version)
+	}
+	bcd, err := vssmeta.ParseBackupComponents(bcdXML)
+	if err != nil {
+		return vsserr.Wrap(vsserr.VSS_E_INVALID_XML_DOCUMENT, err, "version %s: the Backup Components Document", c.Version)
+	}
+	// The writers' documents saved with the version, for the components'
+	// files.
+	var metas []*vssmeta.WriterMetadata
+	for _, mf := range m.Metadata {
+		if !strings.HasPrefix(mf.Name, "writers/") {
+			continue
+		}
+		x, err := t.Metadata(c.Version, mf.Name)
+		if err != nil {
+			return vsserr.Wrap(vsserr.E_FILE_CORRUPT, err, "version %s: %s", c.Version, mf.Name)
+		}
+		wm, err := vssmeta.ParseWriterMetadata(x)
+		if err != nil {
+			return vsserr.Wrap(vsserr.VSS_E_INVALID_XML_DOCUMENT, err, "version %s: %s", c.Version, mf.Name)
+		}
+		if wc := bcd.Writer(wm.InstanceID); wc != nil {
+			// Only what this backup holds can be recovered.
+			kept := wm.Components[:0:0]
+			for _, comp := range wm.Components {
+				if st := wc.Component(comp.LogicalPath, comp.Name); st != nil && st.BackupSucceeded {
+					kept = append(kept, comp)
+				}
+			}
+			wm.Components = kept
+			metas = append(metas, wm)
+		}
+	}
+	var comps []selected
+	for _, spec := range c.Items {
+		cs, err := findComponent(metas, spec)
+		if err != nil {
+			return err
+		}
+		if !cs.comp.SelectableForRestore {
+			return vsserr.New(vsserr.E_INVALIDARG, "component %s cannot be restored by itself", cs.label())
+		}
+		comps = append(comps, cs)
+	}
+	if c.NewName != "" && len(comps) != 1 {
+		return vsserr.New(vsserr.E_INVALIDARG, "-newName renames one component; %d are given", len(comps))
+	}
+	var files []string
+	for _, f := range m.Files {
+		files = append(files, f.Path)
+	}
+	var items []string
+	for _, cs := range comps {
+		its := componentItems(files, cs.comp)
+		if len(its) == 0 {
+			return vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "version %s holds no file of %s", c.Version, cs.label())
+		}
+		items = append(items, its...)
+	}
+	// Check every stored byte before the writers are told: a damaged
+	// backup is reported, not restored, and the application keeps running.
+	probs, err := t.Verify(ctx, c.Version)
+	if err != nil {
+		return err
+	}
+	for _, p := range probs {
+		for _, it := range items {
+			if under(p.Path, it) {
+				return vsserr.New(vsserr.E_FILE_CORRUPT, "version %s is damaged: %s; nothing was restored", c.Version, p.String())
+			}
+		}
+	}
+
+	b, err := clisvc.Open(ctx, &clisvc.Globals{StateDir: c.StateDir, Socket: c.Socket, Config: c.Config, Embedded: c.Embedded, Verbose: c.Verbose}, "wbadmin")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	s, err := b.Requester().InitializeForRestore(ctx, string(bcdXML))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if _, eerr := s.End(context.WithoutCancel(ctx)); eerr != nil && err == nil {
+			err = eerr
+		}
+	}()
+	for _, cs := range comps {
+		if err := s.SelectForRestore(ctx, cs.writer.InstanceID, cs.comp.LogicalPath, cs.comp.Name, c.RecoveryTarget, c.NewName); err != nil {
+			return err
+		}
+	}
+	if _, err := s.PreRestore(ctx, c.RecoveryTarget); err != nil {
+		return err
+	}
+	dst := c.RecoveryTarget
+	if dst == "" {
+		dst = "/"
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return vsserr.Wrap(vsserr.E_INVALIDARG, err, "recovery target")
+	}
+	o := backupfmt.RestoreOptions{Overwrite: map[string]backupfmt.OverwriteMode{"Overwrite": backupfmt.Overwrite, "CreateCopy": backupfmt.CreateCopy, "Skip": backupfmt.Skip}[c.Overwrite]}
+	if c.NewName != "" {
+		o.Rename = renamer(comps[0].comp, c.NewName)
+	}
+	if o.Overwrite == backupfmt.Overwrite {
+		var mirrors []func(string) bool
+		for _, cs := range comps {
+			mirrors = append(mirrors, mirrored(cs.comp))
+		}
+		o.Mirror = func(p string) bool {
+			return slices.ContainsFunc(mirrors, func(f func(string) bool) bool { return f(p) })
+		}
+	}
+	for _, cs := range comps {
+		a.say("Restoring %s...", cs.label())
+	}
+	rep := a.newReporter("recovery")
+	o.Progress = rep.update
+	err = t.Restore(ctx, c.Version, items, dst, o)
+	rep.done()
+	if err != nil {
+		return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err,
+			"recovery of version %s (the writers got no PostRestore: an application stopped for the restore stays stopped)", c.Version)
+	}
+	if _, err := s.PostRestore(ctx); err != nil {
+		return err
 	}
 	a.say("The recovery operation completed successfully.")
 	return nil

@@ -19,8 +19,8 @@ import (
 // preRestore stops the server for a restore in place; a restore into
 // another directory leaves it running.
 func (w *Writer) preRestore(ctx context.Context, req *writers.Request) error {
-	if req.RestoreTarget != "" {
-		w.log.Info("restore into another directory; the server keeps running", "target", req.RestoreTarget)
+	if req.Elsewhere() {
+		w.log.Info("restore into another directory or under a new name; the server keeps running", "target", req.RestoreTarget, "new_name", req.RestoreName(w.name))
 		return nil
 	}
 	w.mu.Lock()
@@ -69,7 +69,7 @@ func (w *Writer) preRestore(ctx context.Context, req *writers.Request) error {
 // postRestore starts the server again after a restore in place and waits
 // until it answers.
 func (w *Writer) postRestore(ctx context.Context, req *writers.Request) error {
-	if req.RestoreTarget != "" {
+	if req.Elsewhere() {
 		return nil
 	}
 	w.mu.Lock()

@@ -23,8 +23,8 @@ const defaultCommandTimeout = 10 * time.Minute
 // another directory leaves the running server alone.
 func (w *Writer) preRestore(ctx context.Context, req *writers.Request) error {
 	w.restore = nil
-	if req.RestoreTarget != "" {
-		w.log.Info("restore to another place: the server keeps running", "target", req.RestoreTarget)
+	if req.Elsewhere() {
+		w.log.Info("restore to another place: the server keeps running", "target", req.RestoreTarget, "new_name", req.RestoreName(w.cfg.Name))
 		return nil
 	}
 	dir, err := w.resolveDataDir(ctx)
@@ -52,10 +52,31 @@ func (w *Writer) preRestore(ctx context.Context, req *writers.Request) error {
 func (w *Writer) postRestore(ctx context.Context, req *writers.Request) error {
 	prev := w.restore
 	w.restore = nil
-	if req.RestoreTarget != "" {
-		cands := []string{filepath.Join(req.RestoreTarget, "postmaster.pid")}
-		if dir := w.knownDataDir(prev); dir != "" {
-			cands = append(cands, filepath.Join(req.RestoreTarget, dir, "postmaster.pid"))
+	if req.Elsewhere() {
+		// Where the restored cluster is: in the target directory by
+		// itself, or under its own path there; renamed next to the
+		// original. Never the live data directory.
+		var cands []string
+		if req.RestoreTarget != "" {
+			cands = append(cands, filepath.Join(req.RestoreTarget, "postmaster.pid"))
+		}
+		live := w.knownDataDir(prev)
+		if live == "" {
+			if d, err := w.resolveDataDir(ctx); err == nil {
+				live = d
+			}
+		}
+		if live != "" {
+			dir := live
+			if n := req.RestoreName(w.cfg.Name); n != "" {
+				dir = filepath.Join(filepath.Dir(dir), n)
+			}
+			if req.RestoreTarget != "" {
+				dir = filepath.Join(req.RestoreTarget, dir)
+			}
+			if filepath.Clean(dir) != filepath.Clean(live) {
+				cands = append(cands, filepath.Join(dir, "postmaster.pid"))
+			}
 		}
 		for _, p := range cands {
 			if err := os.Remove(p); err == nil {

@@ -631,8 +631,8 @@ func (w *Writer) closeLocked() {
 // preRestore makes sure nobody uses the databases to be restored in place
 // and removes their -wal and -shm files.
 func (w *Writer) preRestore(ctx context.Context, req *writers.Request) error {
-	if req.RestoreTarget != "" {
-		return nil // restored elsewhere: the live databases stay as they are
+	if req.Elsewhere() {
+		return nil // restored elsewhere or under a new name: the live databases stay as they are
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
