@@ -2,6 +2,7 @@ package backupfmt_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -396,10 +397,20 @@ func TestInterrupted(t *testing.T) {
 	if err == nil {
 		t.Fatal("cancelled AddTree succeeded")
 	}
+	w2.Crash()
 	// Also a writer that wrote its data and would commit, but dies first.
 	w3, err := backupfmt.Create(target, backupfmt.Options{Kind: backupfmt.Incremental})
 	must(t, err)
 	must(t, w3.AddTree(context.Background(), src, "", nil))
+	// While it lives, no other backup writes to the target.
+	if _, err := backupfmt.Create(target, backupfmt.Options{Kind: backupfmt.Incremental}); !errors.Is(err, backupfmt.ErrTargetBusy) {
+		t.Fatalf("a second backup to a target in use: %v, want ErrTargetBusy", err)
+	}
+	w3.Crash()
+	partials, _ := filepath.Glob(filepath.Join(target, ".*.partial"))
+	if len(partials) != 1 {
+		t.Errorf("partial versions left by the interrupted backups: %v, want the crashed one", partials)
+	}
 
 	tg, err := backupfmt.Open(target)
 	must(t, err)
@@ -420,6 +431,10 @@ func TestInterrupted(t *testing.T) {
 	next, _ := backup(t, target, src, backupfmt.Options{Kind: backupfmt.Incremental})
 	if next <= w3.ID() {
 		t.Errorf("new version %s sorts before the interrupted %s", next, w3.ID())
+	}
+	// ... and removed what the interrupted ones left.
+	if partials, _ := filepath.Glob(filepath.Join(target, ".*.partial")); len(partials) != 0 {
+		t.Errorf("partial versions left after the next backup: %v", partials)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -78,6 +79,62 @@ type Writer struct {
 	seen             map[string]bool
 	stats            Stats
 	closed           bool
+	lock             *os.File // holds the target's lock until Commit or Abort
+	fsyncs           *syncer  // the data files being fsynced
+	buf              []byte   // the read buffer of addFile
+}
+
+// LockName is the file of a backup target a backup holds locked (flock)
+// while it makes a version.
+const LockName = ".lock"
+
+// ErrTargetBusy is returned by Create while another backup writes to the
+// same target.
+var ErrTargetBusy = errors.New("another backup is writing to this backup target")
+
+// lockTarget takes the target's lock, without waiting.
+func lockTarget(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, LockName), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock backup target %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("backup target %s: %w", dir, ErrTargetBusy)
+		}
+		return nil, fmt.Errorf("lock backup target %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// removePartials removes the partial versions of dir (.ID.partial).
+func removePartials(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("list backup target %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if !e.IsDir() || !strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".partial") {
+			continue
+		}
+		if _, err := ParseVersionID(strings.TrimSuffix(n[1:], ".partial")); err != nil {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
+			return fmt.Errorf("remove the partial version %s left by an interrupted backup: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// unlock releases the target's lock.
+func (w *Writer) unlock() {
+	if w.lock != nil {
+		w.lock.Close()
+		w.lock = nil
+	}
 }
 
 // Create starts a new version in the backup target dir (made if missing).
@@ -94,8 +151,23 @@ func Create(dir string, o Options) (*Writer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create backup target: %w", err)
 	}
+	lock, err := lockTarget(dir)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
+	// Under the lock no other backup runs here: a partial version is what
+	// an interrupted backup left, and goes.
+	if err := removePartials(dir); err != nil {
+		return nil, err
+	}
 	t := &Target{dir: dir}
-	w := &Writer{dir: dir, o: o, ranges: map[string][][2]int64{}, seen: map[string]bool{}}
+	w := &Writer{dir: dir, o: o, ranges: map[string][][2]int64{}, seen: map[string]bool{}, lock: lock}
 	if o.Kind.hasBase() {
 		base := o.Base
 		if base == "" {
@@ -142,6 +214,7 @@ func Create(dir string, o Options) (*Writer, error) {
 		return nil, fmt.Errorf("create version: %w", err)
 	}
 	created, _ := ParseVersionID(id)
+	ok = true
 	w.m = Manifest{Format: FormatVersion, Version: id, Kind: o.Kind, Base: o.Base, Created: created,
 		SetID: o.SetID, ChunkSize: o.ChunkSize}
 	return w, nil
@@ -487,7 +560,10 @@ func (w *Writer) addFile(ctx context.Context, src string, f *File, p *Progress, 
 		f.Extents = segs
 	}
 	cs := w.o.ChunkSize
-	buf := make([]byte, cs)
+	if int64(len(w.buf)) != cs {
+		w.buf = make([]byte, cs)
+	}
+	buf := w.buf
 	var out *os.File
 	var bw *bufio.Writer
 	var at int64
@@ -558,20 +634,77 @@ func (w *Writer) addFile(ctx context.Context, src string, f *File, p *Progress, 
 		}
 	}
 	if out != nil {
-		err := bw.Flush()
-		if err == nil {
-			err = out.Sync()
-		}
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
-		out = nil
-		if err != nil {
+		if err := bw.Flush(); err != nil {
 			return fmt.Errorf("add tree: write data of %s: %w", f.Path, err)
 		}
+		w.syncLater(out, f.Path)
+		out = nil
 	}
 	f.Runs = runsOf(bs, f.Path, w.id)
 	return nil
+}
+
+// fsyncWorkers is how many data files are fsynced at once.
+const fsyncWorkers = 16
+
+// syncer fsyncs and closes the data files of a version in the background,
+// a few at a time, so that the writeback of a file overlaps with the
+// reading of the next ones and concurrent fsyncs share the filesystem's
+// journal commits. Commit waits for them before it writes the manifest:
+// every data file is on disk before the version can exist.
+type syncer struct {
+	files chan syncJob
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	err   error // the first failure
+}
+
+type syncJob struct {
+	f    *os.File
+	path string // in the version
+}
+
+func (s *syncer) work() {
+	defer s.wg.Done()
+	for j := range s.files {
+		err := j.f.Sync()
+		if cerr := j.f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			s.mu.Lock()
+			if s.err == nil {
+				s.err = fmt.Errorf("write data of %s: %w", j.path, err)
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// syncLater hands a written data file over to the syncer, which fsyncs and
+// closes it; it waits while fsyncWorkers files wait already.
+func (w *Writer) syncLater(f *os.File, path string) {
+	if w.fsyncs == nil {
+		w.fsyncs = &syncer{files: make(chan syncJob, fsyncWorkers)}
+		w.fsyncs.wg.Add(fsyncWorkers)
+		for range fsyncWorkers {
+			go w.fsyncs.work()
+		}
+	}
+	w.fsyncs.files <- syncJob{f, path}
+}
+
+// waitSync waits until every data file handed to syncLater is fsynced and
+// closed, and returns the first failure.
+func (w *Writer) waitSync() error {
+	s := w.fsyncs
+	if s == nil {
+		return nil
+	}
+	w.fsyncs = nil
+	close(s.files)
+	s.wg.Wait()
+	return s.err
 }
 
 // Commit writes the manifest and its checksum, flushes everything to disk
@@ -579,6 +712,9 @@ func (w *Writer) addFile(ctx context.Context, src string, f *File, p *Progress, 
 func (w *Writer) Commit() error {
 	if w.closed {
 		return fmt.Errorf("commit version %s: already committed or aborted", w.id)
+	}
+	if err := w.waitSync(); err != nil {
+		return fmt.Errorf("commit version %s: %w", w.id, err)
 	}
 	sort.Slice(w.m.Metadata, func(i, j int) bool { return w.m.Metadata[i].Name < w.m.Metadata[j].Name })
 	if w.m.Files == nil {
@@ -599,7 +735,7 @@ func (w *Writer) Commit() error {
 	if err := writeFileSync(filepath.Join(w.partial, ManifestSumName), []byte(line)); err != nil {
 		return fmt.Errorf("commit version %s: %w", w.id, err)
 	}
-	// Data files were synced when written; now every directory.
+	// Data files were synced by waitSync; now every directory.
 	err = filepath.WalkDir(w.partial, func(p string, d os.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return err
@@ -614,6 +750,7 @@ func (w *Writer) Commit() error {
 		return fmt.Errorf("commit version %s: %w", w.id, err)
 	}
 	w.closed = true
+	defer w.unlock()
 	if err := syncDir(w.dir); err != nil {
 		return fmt.Errorf("commit version %s: %w", w.id, err)
 	}
@@ -641,6 +778,8 @@ func (w *Writer) Abort() error {
 		return nil
 	}
 	w.closed = true
+	defer w.unlock()
+	_ = w.waitSync() // the files go anyway
 	if err := os.RemoveAll(w.partial); err != nil {
 		return fmt.Errorf("abort version %s: %w", w.id, err)
 	}

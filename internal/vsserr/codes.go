@@ -20,6 +20,11 @@ const (
 	E_INVALIDARG   Code = 0x80070057
 	// ERROR_FILE_CORRUPT as an HRESULT: stored data fails its checksum.
 	E_FILE_CORRUPT Code = 0x80070570
+	// ERROR_DISK_FULL as an HRESULT: a backup target has no space left.
+	E_DISK_FULL Code = 0x80070070
+	// ERROR_SHARING_VIOLATION as an HRESULT: a backup target is in use by
+	// another backup.
+	E_SHARING_VIOLATION Code = 0x80070020
 )
 
 // VSS results (vsserror.h).
@@ -77,12 +82,14 @@ type codeInfo struct {
 }
 
 var codes = map[Code]codeInfo{
-	S_OK:           {"S_OK", "The operation completed successfully."},
-	E_NOTIMPL:      {"E_NOTIMPL", "The operation is not implemented by this provider."},
-	E_ACCESSDENIED: {"E_ACCESSDENIED", "Access is denied. You don't have the correct permissions to run this command."},
-	E_OUTOFMEMORY:  {"E_OUTOFMEMORY", "Not enough memory or resources to complete the operation."},
-	E_INVALIDARG:   {"E_INVALIDARG", "One of the parameters is invalid."},
-	E_FILE_CORRUPT: {"E_FILE_CORRUPT", "The file or directory is corrupted and unreadable."},
+	S_OK:                {"S_OK", "The operation completed successfully."},
+	E_NOTIMPL:           {"E_NOTIMPL", "The operation is not implemented by this provider."},
+	E_ACCESSDENIED:      {"E_ACCESSDENIED", "Access is denied. You don't have the correct permissions to run this command."},
+	E_OUTOFMEMORY:       {"E_OUTOFMEMORY", "Not enough memory or resources to complete the operation."},
+	E_INVALIDARG:        {"E_INVALIDARG", "One of the parameters is invalid."},
+	E_FILE_CORRUPT:      {"E_FILE_CORRUPT", "The file or directory is corrupted and unreadable."},
+	E_DISK_FULL:         {"E_DISK_FULL", "There is not enough space on the disk."},
+	E_SHARING_VIOLATION: {"E_SHARING_VIOLATION", "The process cannot access the file because it is being used by another process."},
 
 	VSS_E_BAD_STATE:                             {"VSS_E_BAD_STATE", "A function call was made when the object was in an incorrect state for that function."},
 	VSS_E_UNEXPECTED:                            {"VSS_E_UNEXPECTED", "An unexpected error occurred in the shadow copy service. Check the service log."},

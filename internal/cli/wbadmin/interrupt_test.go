@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/linuxvss/vss/internal/backupfmt"
 	"github.com/linuxvss/vss/internal/catalog"
 	"github.com/linuxvss/vss/internal/fsutil"
 	"github.com/linuxvss/vss/internal/testutil"
@@ -186,7 +187,9 @@ func targetEntries(t *testing.T, target string) []string {
 	}
 	var names []string
 	for _, e := range ents {
-		names = append(names, e.Name())
+		if e.Name() != backupfmt.LockName { // the target's lock file stays
+			names = append(names, e.Name())
+		}
 	}
 	return names
 }
@@ -438,6 +441,10 @@ func TestBackupKilled(t *testing.T) {
 		t.Errorf("the next version %s does not sort after the partial %s", v3, partials[0])
 	}
 	checkVersion(t, wb, target, v3, data, after)
+	// ... and removed the partial version of the killed one.
+	if names := targetEntries(t, target); !slices.Equal(names, []string{v1, v3}) {
+		t.Errorf("target after the next backup: %v, want only [%s %s]", names, v1, v3)
+	}
 	if left := leftShadows(t, fs.Dir, stateDir); len(left) > 0 {
 		t.Errorf("after the next backup, shadow copies are left:\n  %s", strings.Join(left, "\n  "))
 	}
@@ -478,7 +485,7 @@ func TestBackupTargetFull(t *testing.T) {
 
 	r := runBin(t, wb, append([]string{"start", "backup", "-backupTarget:" + target, "-include:" + data}, g...)...)
 	t.Logf("%d bytes to back up, %d free on the target: exit %d, %s", n*size, free, r.code, strings.TrimSpace(r.errOut))
-	if r.code != 1 || !regexp.MustCompile(`(?i)no space left|ENOSPC`).MatchString(r.errOut) {
+	if r.code != 1 || !regexp.MustCompile(`(?i)no space left|ENOSPC`).MatchString(r.errOut) || !strings.Contains(r.errOut, "E_DISK_FULL (0x80070070)") {
 		t.Errorf("backup to a full target: exit %d, want 1 and an error saying there is no space\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.errOut)
 	}
 	if names := targetEntries(t, target); !slices.Equal(names, []string{v1}) {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/linuxvss/vss/internal/backupfmt"
@@ -281,7 +282,7 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 	w, err := backupfmt.Create(c.BackupTarget, backupfmt.Options{Kind: kind, SetID: res.Set.ID.String(),
 		Keep: func(p string, dir bool) bool { return sel.keep("/"+p, dir) }})
 	if err != nil {
-		return vsserr.Wrap(vsserr.E_INVALIDARG, err, "backup target %s", c.BackupTarget)
+		return targetErr(err, "backup target %s", c.BackupTarget)
 	}
 	committed := false
 	defer func() {
@@ -330,7 +331,7 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 		}
 		a.say("Backing up %s (from its shadow copy)...", p)
 		if err := w.AddTree(ctx, src, strings.TrimPrefix(p, "/"), rep.update); err != nil {
-			return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "backing up %s", p)
+			return targetErr(err, "backing up %s to %s", p, c.BackupTarget)
 		}
 	}
 	for _, cs := range comps {
@@ -355,7 +356,7 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 		}
 	}
 	if err := w.Commit(); err != nil {
-		return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "committing the backup")
+		return targetErr(err, "committing the backup to %s", c.BackupTarget)
 	}
 	committed = true
 	if c.VSSFull {
@@ -375,6 +376,20 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 	a.say("Version identifier: %s (%s; %d files, %d bytes read, %d stored, %d reused from older versions)",
 		w.ID(), kind, st.Files, st.BytesRead, st.BytesStored, st.BytesReused)
 	return nil
+}
+
+// targetErr classifies an error of writing a version: a full target, a
+// target another backup writes to, a cancelled run, or anything else.
+func targetErr(err error, format string, args ...any) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return vsserr.Wrap(vsserr.E_DISK_FULL, err, "the backup target is full: "+format, args...)
+	case errors.Is(err, backupfmt.ErrTargetBusy):
+		return vsserr.Wrap(vsserr.E_SHARING_VIOLATION, err, format, args...)
+	case errors.Is(err, context.Canceled):
+		return err
+	}
+	return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, format, args...)
 }
 
 func (a *app) say(format string, args ...any) {
