@@ -81,7 +81,9 @@ func TestSQLiteComponent(t *testing.T) {
 	})
 	load.waitRows(t, 300)
 
+	beforeFull := time.Now()
 	full := w.backup(t, "-backupTarget:"+target, "-component:"+comp, "-vssFull", "-full")
+	lo0, hi0 := load.committedBefore(beforeFull), load.sentAfter(time.Now())
 	if full.Kind != "full" {
 		t.Fatalf("first backup: kind %s", full.Kind)
 	}
@@ -150,5 +152,15 @@ func TestSQLiteComponent(t *testing.T) {
 		t.Errorf("the differential stored %d bytes for %d changed (goal: at most 1.1×)", diff.BytesStored, changed)
 	}
 	w.run(t, "verify", "-backupTarget:"+target, "-version:"+diff2.Version).must(t)
+
+	// In place: the application has closed the database; the full
+	// version replaces it (its -wal and -shm of the later state go), and
+	// the file beside it stays.
+	db.Close()
+	w.run(t, "start", "recovery", "-backupTarget:"+target, "-version:"+full.Version, "-itemType:Component", "-items:"+comp, "-quiet").must(t)
+	requireRowsAt(t, "the database restored in place from the full backup", sqliteIDs(t, dbPath), lo0, hi0)
+	if b, err := os.ReadFile(filepath.Join(appDir, "notes.txt")); err != nil || string(b) != "not the database's" {
+		t.Errorf("the file beside the database after a restore in place: %q, %v", b, err)
+	}
 	requireNoShadow(t, w.state)
 }
