@@ -20,6 +20,27 @@ import (
 	"github.com/linuxvss/vss/pkg/vssmeta"
 )
 
+// Usage is what wbadmin /? prints.
+const Usage = `Commands:
+  wbadmin start backup -backupTarget:DIR [-include:PATH[,PATH…]] [-component:WRITER\COMPONENT[,…]]
+                       [-vssFull|-vssCopy] [-full|-incremental|-differential] [-quiet]
+  wbadmin get versions -backupTarget:DIR
+  wbadmin get items -backupTarget:DIR -version:ID
+  wbadmin start recovery -backupTarget:DIR -version:ID -itemType:File|Component -items:PATH|WRITER\COMPONENT[,…]
+                       [-recoveryTarget:DIR] [-overwrite:Overwrite|CreateCopy|Skip] [-newName:NAME]
+  wbadmin verify -backupTarget:DIR -version:ID
+
+Options of every command: --format text|json, --socket PATH (vssd), --embedded,
+--state-dir DIR, --config FILE, --verbose. Options are written -name:value,
+/name:value, --name value or --name=value.
+
+A backup is read from a shadow copy set, never from the live volumes; the
+first backup to a target is full (or copy), later ones incremental unless
+-full or -differential says otherwise. -vssFull tells the writers the
+backup is complete (BackupComplete); the default -vssCopy does not.
+See docs/backup-format.md for the format of a backup target.
+`
+
 // Env is the process environment of a run.
 type Env struct {
 	Args           []string
@@ -29,9 +50,16 @@ type Env struct {
 // Main runs wbadmin and returns its exit status: 0, 1 on failure, 2 for a
 // command line that does not parse.
 func Main(ctx context.Context, env Env) int {
+	if len(env.Args) == 1 && (env.Args[0] == "/?" || env.Args[0] == "-?" || env.Args[0] == "--help" || env.Args[0] == "help") {
+		fmt.Fprint(env.Stdout, Usage)
+		return 0
+	}
 	c, err := Parse(env.Args)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "ERROR - %s\n", vsserr.Message(err))
+		if len(env.Args) == 0 {
+			fmt.Fprint(env.Stderr, "\n"+Usage)
+		}
 		return 2
 	}
 	a := &app{c: c, out: env.Stdout}

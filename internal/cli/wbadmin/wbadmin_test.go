@@ -124,6 +124,12 @@ func TestUsageErrors(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.errOut, "-backupTarget") {
 		t.Errorf("exit %d: %s", r.code, r.errOut)
 	}
+	if r := run(t); r.code != 2 || !strings.Contains(r.errOut, "no command given") || !strings.Contains(r.errOut, "wbadmin start recovery") {
+		t.Errorf("no command: exit %d: %s", r.code, r.errOut)
+	}
+	if r := run(t, "/?"); r.code != 0 || !strings.Contains(r.out, `-component:WRITER\COMPONENT`) {
+		t.Errorf("/?: exit %d: %s", r.code, r.out)
+	}
 }
 
 // TestJSONProgress: with --format json a backup writes progress events,
