@@ -225,6 +225,14 @@ files = [ { path = %q, filespec = "*" }, { path = %q, filespec = "*" } ]
 			t.Errorf("restored %s: %q, %v", p, got, err)
 		}
 	}
+	// A hook writer does not say it can restore under a new name.
+	r = w.run(t, "start", "recovery", "-backupTarget:"+target, "-version:"+v.Version, "-itemType:Component", `-items:split\db`, "-newName:other", "-quiet")
+	if r.code != 1 || !strings.Contains(r.errOut, "E_INVALIDARG") || !strings.Contains(r.errOut, "does not support a restore under a new name") {
+		t.Errorf("restore under a new name of a writer without RestoreRename: exit %d\n%s", r.code, r.errOut)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(onA), "other")); !os.IsNotExist(err) {
+		t.Errorf("the refused restore made something: %v", err)
+	}
 	requireNoShadow(t, w.state)
 	// An unknown component is refused by name, with what there is.
 	r = w.run(t, "start", "backup", "-backupTarget:"+target, `-component:split\nothing`, "-quiet")

@@ -3,6 +3,7 @@ package wbadmin_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -66,7 +67,9 @@ func TestPostgresComponent(t *testing.T) {
 	})
 	load.waitRows(t, 300)
 
+	beforeFull := time.Now()
 	full := w.backup(t, "-backupTarget:"+target, "-component:"+comp, "-vssFull", "-full")
+	lo0, hi0 := load.committedBefore(beforeFull), load.sentAfter(time.Now())
 	if full.Kind != "full" {
 		t.Fatalf("first backup: kind %s", full.Kind)
 	}
@@ -102,10 +105,23 @@ func TestPostgresComponent(t *testing.T) {
 		t.Errorf("the component's backup holds postmaster.pid:\n%s", items)
 	}
 
-	// Restore with move, while the original goes on taking inserts; a
-	// second server on the copy recovers it.
+	// Restore with move, while the original goes on taking inserts.
 	moved := filepath.Join(t.TempDir(), "moved")
 	w.run(t, "start", "recovery", "-backupTarget:"+target, "-version:"+diff.Version, "-itemType:Component", "-items:"+comp, "-recoveryTarget:"+moved, "-quiet").must(t)
+
+	// What the differential stored against what changed since the full,
+	// measured on the restored files before a server touches them.
+	fullDir := filepath.Join(t.TempDir(), "full")
+	w.run(t, "start", "recovery", "-backupTarget:"+target, "-version:"+full.Version, "-itemType:Component", "-items:"+comp, "-recoveryTarget:"+fullDir, "-quiet").must(t)
+	changed := changedBytes(t, fullDir, moved)
+	meta := manifestBytes(t, target, diff.Version)
+	t.Logf("differential: %d bytes changed since the full backup, %d read, %d stored (%.3f×), %d of manifest and documents",
+		changed, diff.BytesRead, diff.BytesStored, float64(diff.BytesStored)/float64(changed), meta)
+	if changed == 0 || float64(diff.BytesStored) > 1.1*float64(changed) {
+		t.Errorf("the differential stored %d bytes for %d changed (goal: at most 1.1×)", diff.BytesStored, changed)
+	}
+
+	// A second server on the copy restored with move recovers it.
 	movedSrv := pgtest.StartOn(t, filepath.Join(moved, dataDir), pgtest.Options{})
 	k := requireRowsAt(t, "the cluster restored with move", pgIDs(t, movedSrv), lo, hi)
 	movedSrv.Stop(t)
@@ -130,16 +146,19 @@ func TestPostgresComponent(t *testing.T) {
 		t.Errorf("the original holds %d rows, want at least %d", len(ids), n+50)
 	}
 
-	// What the differential stored against what changed since the full.
-	fullDir := filepath.Join(t.TempDir(), "full")
-	w.run(t, "start", "recovery", "-backupTarget:"+target, "-version:"+full.Version, "-itemType:Component", "-items:"+comp, "-recoveryTarget:"+fullDir, "-quiet").must(t)
-	changed := changedBytes(t, fullDir, moved)
-	meta := manifestBytes(t, target, diff.Version)
-	t.Logf("differential: %d bytes changed since the full backup, %d read, %d stored (%.3f×), %d of manifest and documents",
-		changed, diff.BytesRead, diff.BytesStored, float64(diff.BytesStored)/float64(changed), meta)
-	if changed == 0 || float64(diff.BytesStored) > 1.1*float64(changed) {
-		t.Errorf("the differential stored %d bytes for %d changed (goal: at most 1.1×)", diff.BytesStored, changed)
-	}
 	w.run(t, "verify", "-backupTarget:"+target, "-version:"+diff2.Version).must(t)
+
+	// In place: the writer stops the server (PreRestore), the full
+	// version replaces the data directory (files of the later state go),
+	// and the writer starts the server again (PostRestore), which
+	// recovers; the copy restored under a new name beside it stays.
+	w.run(t, "start", "recovery", "-backupTarget:"+target, "-version:"+full.Version, "-itemType:Component", "-items:"+comp, "-quiet").must(t)
+	if !srv.Running() {
+		t.Fatal("the server does not run after the restore in place")
+	}
+	requireRowsAt(t, "the cluster restored in place from the full backup", pgIDs(t, srv), lo0, hi0)
+	if _, err := os.Stat(filepath.Join(vol.Dir, "pg", "copy", "PG_VERSION")); err != nil {
+		t.Errorf("the copy beside the data directory after a restore in place: %v", err)
+	}
 	requireNoShadow(t, w.state)
 }

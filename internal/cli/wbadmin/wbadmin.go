@@ -575,6 +575,9 @@ func (a *app) recoverComponents(ctx context.Context, t *backupfmt.Target) (err e
 	if c.NewName != "" && len(comps) != 1 {
 		return vsserr.New(vsserr.E_INVALIDARG, "-newName renames one component; %d are given", len(comps))
 	}
+	if c.NewName != "" && comps[0].writer.Schema&vssmeta.SchemaRestoreRename == 0 {
+		return vsserr.New(vsserr.E_INVALIDARG, "writer '%s' does not support a restore under a new name (its schema lacks RestoreRename): restore with -recoveryTarget instead", comps[0].writer.Name)
+	}
 	var files []string
 	for _, f := range m.Files {
 		files = append(files, f.Path)

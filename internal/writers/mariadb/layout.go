@@ -215,7 +215,7 @@ func (w *Writer) metadata(l *layout) *vssmeta.WriterMetadata {
 		Usage:        vssmeta.UsageUserData,
 		Source:       vssmeta.SourceTransactedDB,
 		Schema: vssmeta.SchemaDifferential | vssmeta.SchemaIncremental | vssmeta.SchemaCopy |
-			vssmeta.SchemaWriterSupportsNewTarget | vssmeta.SchemaWriterSupportsRestoreWithMove,
+			vssmeta.SchemaWriterSupportsNewTarget | vssmeta.SchemaWriterSupportsRestoreWithMove | vssmeta.SchemaRestoreRename,
 		Restore: vssmeta.RestoreMethodInfo{
 			Method:        vssmeta.RestoreStopStart,
 			Service:       "mariadb",

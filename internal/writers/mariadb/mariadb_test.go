@@ -483,7 +483,7 @@ func TestIdentifyAndMissingVolumes(t *testing.T) {
 		t.Errorf("identity: %v %v %q %q", md.WriterID, md.InstanceID, md.Name, md.InstanceName)
 	}
 	wantSchema := vssmeta.SchemaDifferential | vssmeta.SchemaIncremental | vssmeta.SchemaCopy |
-		vssmeta.SchemaWriterSupportsNewTarget | vssmeta.SchemaWriterSupportsRestoreWithMove
+		vssmeta.SchemaWriterSupportsNewTarget | vssmeta.SchemaWriterSupportsRestoreWithMove | vssmeta.SchemaRestoreRename
 	if md.Schema != wantSchema || md.Restore.Method != vssmeta.RestoreStopStart {
 		t.Errorf("schema %#x, restore %v", md.Schema, md.Restore.Method)
 	}

@@ -178,7 +178,7 @@ func (w *Writer) Identify(ctx context.Context) (*vssmeta.WriterMetadata, error) 
 		InstanceName: w.cfg.Name,
 		Usage:        vssmeta.UsageUserData,
 		Source:       vssmeta.SourceTransactedDB,
-		Schema:       vssmeta.SchemaCopy,
+		Schema:       vssmeta.SchemaCopy | vssmeta.SchemaWriterSupportsNewTarget | vssmeta.SchemaWriterSupportsRestoreWithMove | vssmeta.SchemaRestoreRename,
 		Restore: vssmeta.RestoreMethodInfo{
 			Method:        vssmeta.RestoreIfCanReplace,
 			WriterRestore: vssmeta.WriterRestoreAlways,

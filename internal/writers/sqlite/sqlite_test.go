@@ -263,7 +263,8 @@ func TestIdentify(t *testing.T) {
 	want := &vssmeta.WriterMetadata{
 		WriterID: sqlite.ClassID, InstanceID: uuid.NewSHA1(sqlite.ClassID, []byte("app")),
 		Name: "SQLite Writer", InstanceName: "app",
-		Usage: vssmeta.UsageUserData, Source: vssmeta.SourceTransactedDB, Schema: vssmeta.SchemaCopy,
+		Usage: vssmeta.UsageUserData, Source: vssmeta.SourceTransactedDB,
+		Schema:     vssmeta.SchemaCopy | vssmeta.SchemaWriterSupportsNewTarget | vssmeta.SchemaWriterSupportsRestoreWithMove | vssmeta.SchemaRestoreRename,
 		Restore:    vssmeta.RestoreMethodInfo{Method: vssmeta.RestoreIfCanReplace, WriterRestore: vssmeta.WriterRestoreAlways},
 		Components: []vssmeta.Component{comp("/srv/app", "main.db"), comp("/var/lib/app", "cache.sqlite")},
 	}
