@@ -237,6 +237,12 @@ func (p Problem) String() string { return p.Path + ": " + p.Message }
 // SHA-256. It returns one Problem per damaged file; the error is for
 // failures to verify at all.
 func (t *Target) Verify(ctx context.Context, id string) ([]Problem, error) {
+	return t.VerifyProgress(ctx, id, nil)
+}
+
+// VerifyProgress is Verify, calling progress (when not nil) after each
+// file.
+func (t *Target) VerifyProgress(ctx context.Context, id string, progress func(Progress)) ([]Problem, error) {
 	m, err := t.manifest(id)
 	if err != nil {
 		if _, statErr := os.Stat(filepath.Join(t.dir, id)); statErr != nil {
@@ -252,8 +258,16 @@ func (t *Target) Verify(ctx context.Context, id string) ([]Problem, error) {
 	}
 	d := newDataReader(t.dir, m.ChunkSize)
 	defer d.close()
+	var p Progress
+	p.FilesTotal = int64(len(m.Files))
+	for i := range m.Files {
+		if m.Files[i].Type == TypeFile {
+			p.BytesTotal += m.Files[i].Size
+		}
+	}
 	for i := range m.Files {
 		f := &m.Files[i]
+		p.File = f.Path
 		var bad []string
 		for _, b := range f.blocks(m.ChunkSize, m.Version) {
 			if err := ctx.Err(); err != nil {
@@ -269,6 +283,13 @@ func (t *Target) Verify(ctx context.Context, id string) ([]Problem, error) {
 				msg += fmt.Sprintf(" (and %d more damaged blocks)", len(bad)-1)
 			}
 			probs = append(probs, Problem{Path: f.Path, Message: msg})
+		}
+		p.FilesDone++
+		if f.Type == TypeFile {
+			p.BytesDone += f.Size
+		}
+		if progress != nil {
+			progress(p)
 		}
 	}
 	return probs, nil

@@ -225,6 +225,28 @@ files = [ { path = %q, filespec = "*" }, { path = %q, filespec = "*" } ]
 			t.Errorf("restored %s: %q, %v", p, got, err)
 		}
 	}
+	// A damaged backup is reported and not restored.
+	stored := filepath.Join(target, v.Version, "data", strings.TrimPrefix(onA, "/"), "a.db")
+	bs, err := os.ReadFile(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs[0] ^= 0xff
+	if err := os.WriteFile(stored, bs, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dst2 := filepath.Join(t.TempDir(), "damaged")
+	r = w.run(t, "start", "recovery", "-backupTarget:"+target, "-version:"+v.Version, "-itemType:Component", `-items:split\db`, "-recoveryTarget:"+dst2, "-quiet")
+	if r.code != 1 || !strings.Contains(r.errOut, "E_FILE_CORRUPT (0x80070570)") || !strings.Contains(r.errOut, "a.db") {
+		t.Errorf("recovery of a damaged component: exit %d\n%s", r.code, r.errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dst2, onA, "a.db")); !os.IsNotExist(err) {
+		t.Errorf("a damaged file was restored: %v", err)
+	}
+	bs[0] ^= 0xff
+	if err := os.WriteFile(stored, bs, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// A hook writer does not say it can restore under a new name.
 	r = w.run(t, "start", "recovery", "-backupTarget:"+target, "-version:"+v.Version, "-itemType:Component", `-items:split\db`, "-newName:other", "-quiet")
 	if r.code != 1 || !strings.Contains(r.errOut, "E_INVALIDARG") || !strings.Contains(r.errOut, "does not support a restore under a new name") {

@@ -592,7 +592,9 @@ func (a *app) recoverComponents(ctx context.Context, t *backupfmt.Target) (err e
 	}
 	// Check every stored byte before the writers are told: a damaged
 	// backup is reported, not restored, and the application keeps running.
-	probs, err := t.Verify(ctx, c.Version)
+	vrep := a.newReporter("verify")
+	probs, err := t.VerifyProgress(ctx, c.Version, vrep.update)
+	vrep.done()
 	if err != nil {
 		return err
 	}
@@ -670,7 +672,9 @@ func (a *app) verify(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	probs, err := t.Verify(ctx, a.c.Version)
+	rep := a.newReporter("verify")
+	probs, err := t.VerifyProgress(ctx, a.c.Version, rep.update)
+	rep.done()
 	if err != nil {
 		return err
 	}
