@@ -7,10 +7,10 @@
 #   sudo scripts/bench.sh --json out.json    # also write the results as JSON
 #
 # Every option is passed to vssbench (see `vssbench -h`): --quick, --json FILE,
-# --workdir DIR, --reps N, --only create,hold,reflink,copy,list,writers,pgbench, --verbose.
+# --workdir DIR, --reps N, --only create,hold,reflink,copy,list,writers,pgbench,wbadmin, --verbose.
 #
 # It must run as root (filesystems on loop devices). It installs what is
-# missing with apt-get (btrfs-progs, xfsprogs, e2fsprogs, snapper), builds
+# missing with apt-get (btrfs-progs, xfsprogs, e2fsprogs, snapper, restic), builds
 # vssadmin and vssbench into a temporary directory and runs the benchmark.
 # The benchmark removes every filesystem, loop device and configuration it
 # made, also on an error or Ctrl-C.
@@ -38,6 +38,7 @@ declare -A want=(
 	['/usr/lib/postgresql/*/bin/pgbench']=postgresql
 	[snapper]=snapper
 	[dbus-daemon]=dbus-daemon
+	[restic]=restic
 )
 missing() {
 	local -n map=$1

@@ -1,10 +1,11 @@
 // Command vssbench benchmarks the shadow copy service against what a user
-// would do instead (btrfs subvolume snapshot, snapper, cp --reflink), in
-// one run on the same volumes, and prints a table of medians and ratios.
+// would do instead (btrfs subvolume snapshot, snapper, cp --reflink; for
+// wbadmin's backups, cp -a and restic), in one run on the same volumes,
+// and prints a table of medians and ratios.
 // It must run as root: it makes filesystems on loop devices. See
 // scripts/bench.sh, which installs what it needs and builds it.
 //
-//	vssbench [--quick] [--json FILE] [--workdir DIR] [--vssadmin PATH] [--only create,hold,reflink,copy,list,writers,pgbench]
+//	vssbench [--quick] [--json FILE] [--workdir DIR] [--vssadmin PATH] [--only create,hold,reflink,copy,list,writers,pgbench,wbadmin]
 package main
 
 import (
@@ -35,8 +36,8 @@ func run() int {
 	)
 	flag.BoolVar(&o.Quick, "quick", false, "smaller sizes and fewer repetitions (a couple of minutes)")
 	flag.StringVar(&o.WorkDir, "workdir", "/var/tmp", "where the sparse images and state directories go (on the root filesystem)")
-	flag.StringVar(&o.Vssadmin, "vssadmin", "", "vssadmin binary to time (default: next to vssbench, else on PATH)")
-	flag.IntVar(&o.Reps, "reps", 0, "repetitions of every comparison (default 15, 5 for the copy benchmark; --quick 5 and 3)")
+	flag.StringVar(&o.Vssadmin, "vssadmin", "", "vssadmin binary to time (default: next to vssbench, else on PATH; the wbadmin benchmark runs wbadmin in process)")
+	flag.IntVar(&o.Reps, "reps", 0, "repetitions of every comparison (default 15, 5 for the copy and wbadmin benchmarks; --quick 5 and 3)")
 	flag.StringVar(&only, "only", "", "comma-separated benchmarks to run: "+strings.Join(bench.All, ","))
 	flag.StringVar(&jsonFile, "json", "", "also write the results as JSON to this file")
 	flag.BoolVar(&verbose, "verbose", false, "log the service and every cleanup step")

@@ -439,7 +439,7 @@ type restorer struct {
 	placed map[string]string // path of the version -> where its file was restored
 	// restored are the paths under dst this restore made or kept.
 	restored map[string]bool
-	d      *dataReader
+	d        *dataReader
 }
 
 // dest returns the path under dst the entry p of the version goes to.

@@ -81,7 +81,13 @@ type Writer struct {
 	closed           bool
 	lock             *os.File // holds the target's lock until Commit or Abort
 	fsyncs           *syncer  // the data files being fsynced
-	buf              []byte   // the read buffer of addFile
+	// syncfs says that the version's filesystem makes every file durable
+	// with one syncfs and reports every writeback error since the lock
+	// file was opened: Commit syncs the data files with one syncfs of it
+	// instead of one fsync each.
+	syncfs bool
+	buf    []byte        // the read buffer of addFile
+	bw     *bufio.Writer // the data file writer of addFile
 }
 
 // LockName is the file of a backup target a backup holds locked (flock)
@@ -213,6 +219,7 @@ func Create(dir string, o Options) (*Writer, error) {
 	if err := os.Mkdir(w.partial, 0o700); err != nil {
 		return nil, fmt.Errorf("create version: %w", err)
 	}
+	w.syncfs = syncfsSyncs(w.partial)
 	created, _ := ParseVersionID(id)
 	ok = true
 	w.m = Manifest{Format: FormatVersion, Version: id, Kind: o.Kind, Base: o.Base, Created: created,
@@ -341,6 +348,16 @@ func writeFileSync(p string, b []byte) error {
 // the path rel of the version ("" or "." for the top). progress, if not
 // nil, is called after each entry.
 func (w *Writer) AddTree(ctx context.Context, root, rel string, progress func(Progress)) error {
+	err := w.addTree(ctx, root, rel, progress)
+	// Every data file written is fsynced (or, with syncfs, on its way to
+	// disk) and closed before AddTree returns.
+	if serr := w.stopSyncer(); err == nil && serr != nil {
+		err = fmt.Errorf("add tree %s: %w", root, serr)
+	}
+	return err
+}
+
+func (w *Writer) addTree(ctx context.Context, root, rel string, progress func(Progress)) error {
 	if w.closed {
 		return fmt.Errorf("add tree %s: version %s already committed or aborted", root, w.id)
 	}
@@ -386,10 +403,13 @@ func (w *Writer) AddTree(ctx context.Context, root, rel string, progress func(Pr
 	}
 	type ino struct{ dev, ino uint64 }
 	primary := map[ino]string{}
+	pf := w.newPrefetcher(root, rel, entries)
+	defer pf.stop()
 	for i := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		pf.advance(i)
 		e := &entries[i]
 		vp := e.Rel
 		if rel != "." {
@@ -453,6 +473,114 @@ func (w *Writer) AddTree(ctx context.Context, root, rel string, progress func(Pr
 		}
 	}
 	return nil
+}
+
+// The read-ahead of AddTree: while one file is read, hashed and written,
+// a few goroutines ask the kernel to read the next ones (posix_fadvise
+// WILLNEED, which only starts the reads), so that the disk serves several
+// files at once rather than one after the other; and the file being read
+// is read ahead of the reader in the same way.
+const (
+	prefetchFiles   = 64       // entries looked ahead of the one being backed up
+	prefetchBytes   = 32 << 20 // bytes asked for ahead of it at most
+	prefetchWorkers = 4        // goroutines asking for them
+	prefetchHead    = 4 << 20  // bytes of a file asked for before its turn
+	readAheadStep   = 2 << 20  // bytes asked for at once in the file being read
+	readAhead       = 8 << 20  // how far in front of the reader
+)
+
+// prefetcher asks the kernel to read the files AddTree will read next.
+type prefetcher struct {
+	files []prefetchFile
+	// files[done:next] are queued and not yet reached by AddTree; ahead
+	// is what was asked for of them.
+	done, next int
+	ahead      int64
+	jobs       chan prefetchFile
+	wg         sync.WaitGroup
+}
+
+type prefetchFile struct {
+	entry int // index in AddTree's entries
+	path  string
+	head  int64 // bytes asked for
+}
+
+// newPrefetcher lists the regular files of entries (of the tree at root,
+// recorded under rel) whose data addFile will read.
+func (w *Writer) newPrefetcher(root, rel string, entries []fsutil.Entry) *prefetcher {
+	pf := &prefetcher{jobs: make(chan prefetchFile, prefetchFiles)}
+	for i := range entries {
+		e := &entries[i]
+		if e.Type() != unix.S_IFREG || e.Stat.Size == 0 {
+			continue
+		}
+		vp := e.Rel
+		if rel != "." {
+			vp = path.Join(rel, e.Rel)
+		}
+		if !w.readsAll(vp, e.Stat.Size, e.Stat.Mtim.Nano()) {
+			continue
+		}
+		pf.files = append(pf.files, prefetchFile{entry: i, path: filepath.Join(root, e.Rel), head: min(e.Stat.Size, prefetchHead)})
+	}
+	if len(pf.files) == 0 {
+		return pf
+	}
+	pf.wg.Add(prefetchWorkers)
+	for range prefetchWorkers {
+		go func() {
+			defer pf.wg.Done()
+			for f := range pf.jobs {
+				fd, err := unix.Open(f.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+				if errors.Is(err, unix.EPERM) {
+					fd, err = unix.Open(f.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+				}
+				if err != nil {
+					continue // addFile will say what is wrong
+				}
+				_ = unix.Fadvise(fd, 0, f.head, unix.FADV_WILLNEED)
+				unix.Close(fd)
+			}
+		}()
+	}
+	return pf
+}
+
+// advance queues the files of the prefetchFiles entries from entry i on,
+// up to prefetchBytes ahead and as far as the queue has room: the
+// read-ahead never holds AddTree up.
+func (pf *prefetcher) advance(i int) {
+	for pf.done < pf.next && pf.files[pf.done].entry < i {
+		pf.ahead -= pf.files[pf.done].head
+		pf.done++
+	}
+	for pf.next < len(pf.files) && pf.files[pf.next].entry < i+prefetchFiles && pf.ahead < prefetchBytes {
+		select {
+		case pf.jobs <- pf.files[pf.next]:
+			pf.ahead += pf.files[pf.next].head
+			pf.next++
+		default:
+			return
+		}
+	}
+}
+
+// stop ends the read-ahead and waits for its goroutines.
+func (pf *prefetcher) stop() {
+	close(pf.jobs)
+	pf.wg.Wait()
+}
+
+// readsAll reports whether addFile reads the whole of the file vp of this
+// size and modification time: unless the base has it with the same size
+// and time, or only ranges of it changed.
+func (w *Writer) readsAll(vp string, size, mtime int64) bool {
+	if _, ok := w.ranges[vp]; ok {
+		return false
+	}
+	base := w.baseFiles[vp]
+	return base == nil || base.Type != TypeFile || w.o.HashAll || base.Size != size || base.Mtime != mtime
 }
 
 // dropped reports whether rel lies below one of the skipped directories.
@@ -565,7 +693,7 @@ func (w *Writer) addFile(ctx context.Context, src string, f *File, p *Progress, 
 	}
 	buf := w.buf
 	var out *os.File
-	var bw *bufio.Writer
+	bw := w.bw
 	var at int64
 	var bs []block
 	defer func() {
@@ -574,8 +702,18 @@ func (w *Writer) addFile(ctx context.Context, src string, f *File, p *Progress, 
 		}
 	}()
 	lastReport := time.Now()
+	// Read ahead of the reader when the whole file is read (the
+	// prefetcher asked for its head).
+	advised := int64(-1)
+	if !haveRanges {
+		advised = min(f.Size, prefetchHead)
+	}
 	for off := int64(0); off < f.Size; off += cs {
 		n := min(cs, f.Size-off)
+		for advised >= 0 && advised < f.Size && advised < off+readAhead {
+			_ = unix.Fadvise(int(in.Fd()), advised, readAheadStep, unix.FADV_WILLNEED)
+			advised += readAheadStep
+		}
 		if !overlaps(segs, off, n) {
 			p.BytesDone += n
 			continue // a hole
@@ -619,7 +757,11 @@ func (w *Writer) addFile(ctx context.Context, src string, f *File, p *Progress, 
 				if out, err = os.OpenFile(dp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
 					return fmt.Errorf("add tree: data of %s: %w", f.Path, err)
 				}
-				bw = bufio.NewWriterSize(out, 1<<20)
+				if bw == nil {
+					bw = bufio.NewWriterSize(out, 1<<20)
+					w.bw = bw
+				}
+				bw.Reset(out)
 			}
 			if _, err := bw.Write(buf[:n]); err != nil {
 				return fmt.Errorf("add tree: write data of %s: %w", f.Path, err)
@@ -634,7 +776,9 @@ func (w *Writer) addFile(ctx context.Context, src string, f *File, p *Progress, 
 		}
 	}
 	if out != nil {
-		if err := bw.Flush(); err != nil {
+		err := bw.Flush()
+		bw.Reset(nil)
+		if err != nil {
 			return fmt.Errorf("add tree: write data of %s: %w", f.Path, err)
 		}
 		w.syncLater(out, f.Path)
@@ -650,13 +794,16 @@ const fsyncWorkers = 16
 // syncer fsyncs and closes the data files of a version in the background,
 // a few at a time, so that the writeback of a file overlaps with the
 // reading of the next ones and concurrent fsyncs share the filesystem's
-// journal commits. Commit waits for them before it writes the manifest:
-// every data file is on disk before the version can exist.
+// journal commits. Commit waits for them: every data file is on disk
+// before the version can exist. When Commit syncs the filesystem
+// (Writer.syncfs), the syncer only starts the writeback of each file
+// (sync_file_range) and closes it.
 type syncer struct {
-	files chan syncJob
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	err   error // the first failure
+	files     chan syncJob
+	startOnly bool
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	err       error // the first failure
 }
 
 type syncJob struct {
@@ -667,7 +814,12 @@ type syncJob struct {
 func (s *syncer) work() {
 	defer s.wg.Done()
 	for j := range s.files {
-		err := j.f.Sync()
+		var err error
+		if s.startOnly {
+			err = unix.SyncFileRange(int(j.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+		} else {
+			err = j.f.Sync()
+		}
 		if cerr := j.f.Close(); err == nil {
 			err = cerr
 		}
@@ -685,7 +837,7 @@ func (s *syncer) work() {
 // closes it; it waits while fsyncWorkers files wait already.
 func (w *Writer) syncLater(f *os.File, path string) {
 	if w.fsyncs == nil {
-		w.fsyncs = &syncer{files: make(chan syncJob, fsyncWorkers)}
+		w.fsyncs = &syncer{files: make(chan syncJob, fsyncWorkers), startOnly: w.syncfs}
 		w.fsyncs.wg.Add(fsyncWorkers)
 		for range fsyncWorkers {
 			go w.fsyncs.work()
@@ -694,9 +846,9 @@ func (w *Writer) syncLater(f *os.File, path string) {
 	w.fsyncs.files <- syncJob{f, path}
 }
 
-// waitSync waits until every data file handed to syncLater is fsynced and
-// closed, and returns the first failure.
-func (w *Writer) waitSync() error {
+// stopSyncer waits until the syncer has done with every data file handed
+// to syncLater, and returns its first failure.
+func (w *Writer) stopSyncer() error {
 	s := w.fsyncs
 	if s == nil {
 		return nil
@@ -707,14 +859,67 @@ func (w *Writer) waitSync() error {
 	return s.err
 }
 
+// waitSync waits until every data file handed to syncLater is on disk:
+// fsynced by the syncer, or, with Writer.syncfs, by a syncfs of the
+// version's filesystem (through the lock file, open since Create), which
+// also makes what else was written there durable (the manifest, the
+// directories). It returns the first failure.
+func (w *Writer) waitSync() error {
+	if err := w.stopSyncer(); err != nil {
+		return err
+	}
+	if w.syncfs {
+		if w.lock == nil {
+			return fmt.Errorf("write data: syncfs %s: the target is not locked", w.partial)
+		}
+		if err := unix.Syncfs(int(w.lock.Fd())); err != nil {
+			return fmt.Errorf("write data: syncfs %s: %w", w.partial, err)
+		}
+	}
+	return nil
+}
+
+// syncfsSyncs reports whether one syncfs of dir's filesystem is as good
+// as an fsync of each file written there: a local disk filesystem
+// (ext2/3/4, XFS, btrfs, F2FS) on Linux 5.8 or later, where syncfs reports
+// the writeback errors that happened since the descriptor it is given was
+// opened. Otherwise each data file is fsynced.
+func syncfsSyncs(dir string) bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil || !kernelAtLeast(unix.ByteSliceToString(u.Release[:]), 5, 8) {
+		return false
+	}
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil {
+		return false
+	}
+	switch uint32(st.Type) {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.F2FS_SUPER_MAGIC:
+		return true
+	}
+	return false
+}
+
+// kernelAtLeast reports whether a kernel release ("6.1.0-13-amd64") is
+// major.minor or later.
+func kernelAtLeast(release string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(release, "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}
+
 // Commit writes the manifest and its checksum, flushes everything to disk
 // and renames the version into place: only then does it exist.
 func (w *Writer) Commit() error {
 	if w.closed {
 		return fmt.Errorf("commit version %s: already committed or aborted", w.id)
 	}
-	if err := w.waitSync(); err != nil {
-		return fmt.Errorf("commit version %s: %w", w.id, err)
+	if !w.syncfs {
+		if err := w.waitSync(); err != nil {
+			return fmt.Errorf("commit version %s: %w", w.id, err)
+		}
 	}
 	sort.Slice(w.m.Metadata, func(i, j int) bool { return w.m.Metadata[i].Name < w.m.Metadata[j].Name })
 	if w.m.Files == nil {
@@ -735,13 +940,18 @@ func (w *Writer) Commit() error {
 	if err := writeFileSync(filepath.Join(w.partial, ManifestSumName), []byte(line)); err != nil {
 		return fmt.Errorf("commit version %s: %w", w.id, err)
 	}
-	// Data files were synced by waitSync; now every directory.
-	err = filepath.WalkDir(w.partial, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return err
-		}
-		return syncDir(p)
-	})
+	if w.syncfs {
+		// One syncfs for the data files and every directory.
+		err = w.waitSync()
+	} else {
+		// Data files were synced by waitSync; now every directory.
+		err = filepath.WalkDir(w.partial, func(p string, d os.DirEntry, err error) error {
+			if err != nil || !d.IsDir() {
+				return err
+			}
+			return syncDir(p)
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("commit version %s: %w", w.id, err)
 	}
@@ -779,7 +989,7 @@ func (w *Writer) Abort() error {
 	}
 	w.closed = true
 	defer w.unlock()
-	_ = w.waitSync() // the files go anyway
+	_ = w.stopSyncer() // the files go anyway
 	if err := os.RemoveAll(w.partial); err != nil {
 		return fmt.Errorf("abort version %s: %w", w.id, err)
 	}

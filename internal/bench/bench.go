@@ -1,5 +1,6 @@
 // Package bench is the benchmark of the shadow copy service against what a
-// user would do instead (btrfs subvolume snapshot, snapper, cp --reflink),
+// user would do instead (btrfs subvolume snapshot, snapper, cp --reflink;
+// for wbadmin's backups, cp -a and restic),
 // measured in one run on the same volumes: the compared commands are
 // interleaved, round after round, and the table quotes medians and their
 // ratios. Machines are shared and noisy: nothing here asserts a timing in a
@@ -37,10 +38,14 @@ const (
 	BenchList    = "list"
 	BenchWriters = "writers"
 	BenchPgbench = "pgbench"
+	BenchWbadmin = "wbadmin"
 )
 
 // All lists the benchmarks in the order they run.
-var All = []string{BenchCreate, BenchHold, BenchReflink, BenchCopy, BenchList, BenchWriters, BenchPgbench}
+var All = []string{BenchCreate, BenchHold, BenchReflink, BenchCopy, BenchList, BenchWriters, BenchPgbench, BenchWbadmin}
+
+// needVssadmin are the benchmarks that run the vssadmin binary.
+var needVssadmin = []string{BenchCreate, BenchReflink, BenchList}
 
 // Options configure a run.
 type Options struct {
@@ -74,6 +79,16 @@ type params struct {
 	copyChanges []int64 // bytes changed after the pre-copy
 	listVolumes int     // btrfs subvolumes of the list benchmark
 	listPerVol  int     // shadows per subvolume
+	wb          wbParams
+}
+
+// wbParams are the sizes of the wbadmin benchmark.
+type wbParams struct {
+	reps       int   // rounds of the full backups (+1 warm-up) and of the differential
+	large      int64 // data in large files in the tree
+	largeFile  int64 // size of each large file
+	smallFiles int   // small files (512 B to 64 KiB) in the tree
+	db         int64 // size of the database file of the differential
 }
 
 func paramsFor(quick bool) params {
@@ -83,6 +98,7 @@ func paramsFor(quick bool) params {
 			copyReps: 3, copySizes: []int64{1 << 30, 2 << 30}, copyFile: 32 << 20,
 			copyChanges: []int64{0, 1 << 20, 16 << 20, 64 << 20},
 			listVolumes: 20, listPerVol: 100,
+			wb: wbParams{reps: 3, large: 64 << 20, largeFile: 32 << 20, smallFiles: 1000, db: 128 << 20},
 		}
 	}
 	return params{
@@ -90,6 +106,7 @@ func paramsFor(quick bool) params {
 		copyReps: 5, copySizes: []int64{1 << 30, 2 << 30}, copyFile: 32 << 20,
 		copyChanges: []int64{0, 1 << 20, 16 << 20, 64 << 20, 256 << 20},
 		listVolumes: 20, listPerVol: 500,
+		wb: wbParams{reps: 5, large: 256 << 20, largeFile: 64 << 20, smallFiles: 8000, db: 1 << 30},
 	}
 }
 
@@ -130,11 +147,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("%s is missing (scripts/bench.sh installs what is needed): %w", tool, err)
 		}
 	}
-	if o.Vssadmin == "" {
-		return nil, errors.New("no vssadmin binary given")
-	}
-	if _, err := os.Stat(o.Vssadmin); err != nil {
-		return nil, fmt.Errorf("vssadmin binary: %w", err)
+	if slices.ContainsFunc(needVssadmin, func(b string) bool { return len(o.Only) == 0 || slices.Contains(o.Only, b) }) {
+		if o.Vssadmin == "" {
+			return nil, errors.New("no vssadmin binary given")
+		}
+		if _, err := os.Stat(o.Vssadmin); err != nil {
+			return nil, fmt.Errorf("vssadmin binary: %w", err)
+		}
 	}
 	work, err := filepath.Abs(o.WorkDir)
 	if err != nil {
@@ -149,7 +168,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	o.WorkDir = work
 	r := &runner{opts: o, p: paramsFor(o.Quick), log: o.Log, svcLog: o.ServiceLog}
 	if o.Reps > 0 {
-		r.p.reps, r.p.holdReps, r.p.copyReps = o.Reps, o.Reps, o.Reps
+		r.p.reps, r.p.holdReps, r.p.copyReps, r.p.wb.reps = o.Reps, o.Reps, o.Reps, o.Reps
 	}
 	rep := &Report{Environment: CollectEnvironment(ctx, work), Mode: map[bool]string{true: "quick", false: "full"}[o.Quick]}
 	fx, err := NewFixtures(work, "vssbench-", o.Log)
@@ -174,6 +193,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		BenchList:    r.benchList,
 		BenchWriters: r.benchWriters,
 		BenchPgbench: r.benchPgbench,
+		BenchWbadmin: r.benchWbadmin,
 	}
 	for _, name := range All {
 		if len(o.Only) > 0 && !slices.Contains(o.Only, name) {

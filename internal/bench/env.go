@@ -58,6 +58,7 @@ func CollectEnvironment(ctx context.Context, workDir string) Environment {
 		"mkfs.ext4": {"mkfs.ext4", "-V"},
 		"snapper":   {"snapper", "--version"},
 		"cp":        {"cp", "--version"},
+		"restic":    {"restic", "version"},
 	} {
 		e.Tools[name] = toolVersion(ctx, args[0], args[1:]...)
 	}
@@ -104,7 +105,7 @@ func (e Environment) Write(w io.Writer) {
 	fmt.Fprintf(w, "memory:    %s\n", e.Memory)
 	fmt.Fprintf(w, "go:        %s\n", e.GoVersion)
 	fmt.Fprintf(w, "work dir:  %s on %s\n", e.WorkDir, e.WorkDirFS)
-	for _, k := range []string{"btrfs", "mkfs.xfs", "mkfs.ext4", "snapper", "cp"} {
+	for _, k := range []string{"btrfs", "mkfs.xfs", "mkfs.ext4", "snapper", "cp", "restic"} {
 		fmt.Fprintf(w, "%-10s %s\n", k+":", e.Tools[k])
 	}
 }

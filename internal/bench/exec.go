@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -19,6 +20,9 @@ type command struct {
 	env []string
 	// stdout receives the output; nil keeps it (returned by run).
 	stdout io.Writer
+	// usage, when not nil, receives the resource usage of the process
+	// and its waited-for children (ru_inblock: bytes read from storage).
+	usage *syscall.Rusage
 }
 
 func cmd(name string, args ...string) command { return command{name: name, args: args} }
@@ -45,6 +49,11 @@ func (c command) run(ctx context.Context) (time.Duration, []byte, error) {
 	start := time.Now()
 	err := x.Run()
 	d := time.Since(start)
+	if c.usage != nil && x.ProcessState != nil {
+		if u, ok := x.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			*c.usage = *u
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return d, out.Bytes(), fmt.Errorf("%s: %w", c, ctx.Err())

@@ -9,11 +9,66 @@ import (
 	"time"
 )
 
-// Measure is a series of timings of one command or operation.
+// Measure is a series of timings of one command or operation, or a
+// series of byte counts (Sizes).
 type Measure struct {
 	// Label says what was timed (a command line, or an in-process call).
 	Label   string
 	Samples []time.Duration
+	// Bytes, when positive, is the data each timed sample processed: the
+	// table then quotes the throughput of the median time, and the ratio
+	// of a row whose measures both have Bytes compares throughputs (ours
+	// over theirs: above 1, ours is faster).
+	Bytes int64
+	// Sizes are byte counts (bytes read, bytes stored) instead of
+	// timings, for a measure without Samples.
+	Sizes []int64
+}
+
+// count returns the number of samples or byte counts.
+func (m *Measure) count() int {
+	if m == nil {
+		return 0
+	}
+	return len(m.Samples) + len(m.Sizes)
+}
+
+// Throughput returns the median throughput in bytes per second (0 without
+// Bytes or samples).
+func (m *Measure) Throughput() float64 {
+	if m == nil || m.Bytes <= 0 || m.Median() <= 0 {
+		return 0
+	}
+	return float64(m.Bytes) / m.Median().Seconds()
+}
+
+// value returns what a row compares: the median byte count of Sizes, the
+// median throughput with Bytes, the median time otherwise.
+func (m *Measure) value() float64 {
+	switch {
+	case m == nil:
+		return 0
+	case len(m.Sizes) > 0:
+		return MedianBytes(m.Sizes)
+	case m.Bytes > 0:
+		return m.Throughput()
+	default:
+		return float64(m.Median())
+	}
+}
+
+// ratioOf says what a row's ratio compares: "speed" (throughputs),
+// "bytes" (byte counts) or "" (times).
+func ratioOf(ours, theirs *Measure) string {
+	switch {
+	case ours == nil || theirs == nil:
+		return ""
+	case len(ours.Sizes) > 0 && len(theirs.Sizes) > 0:
+		return "bytes"
+	case ours.Bytes > 0 && theirs.Bytes > 0:
+		return "speed"
+	}
+	return ""
 }
 
 // Median returns the median of the samples (0 when there are none).
@@ -28,8 +83,18 @@ func (m *Measure) Median() time.Duration {
 func (m *Measure) Add(d time.Duration) { m.Samples = append(m.Samples, d) }
 
 // MarshalJSON writes the label, the count, the median, the extremes and
-// every sample, in milliseconds.
+// every sample, in milliseconds; with Bytes also the data per sample and
+// the median throughput (MB/s, 10^6 bytes); for byte counts their median
+// and every count instead.
 func (m *Measure) MarshalJSON() ([]byte, error) {
+	if len(m.Sizes) > 0 {
+		return json.Marshal(struct {
+			Label       string  `json:"label"`
+			N           int     `json:"n"`
+			MedianBytes float64 `json:"median_bytes"`
+			Sizes       []int64 `json:"samples_bytes"`
+		}{m.Label, len(m.Sizes), MedianBytes(m.Sizes), m.Sizes})
+	}
 	type out struct {
 		Label     string    `json:"label"`
 		N         int       `json:"n"`
@@ -37,8 +102,11 @@ func (m *Measure) MarshalJSON() ([]byte, error) {
 		MinMS     float64   `json:"min_ms"`
 		MaxMS     float64   `json:"max_ms"`
 		SamplesMS []float64 `json:"samples_ms"`
+		Bytes     int64     `json:"bytes,omitempty"`
+		MedianMBs float64   `json:"median_mb_per_s,omitempty"`
 	}
-	o := out{Label: m.Label, N: len(m.Samples), MedianMS: ms(m.Median()), SamplesMS: []float64{}}
+	o := out{Label: m.Label, N: len(m.Samples), MedianMS: ms(m.Median()), SamplesMS: []float64{},
+		Bytes: m.Bytes, MedianMBs: math.Round(m.Throughput()/1e4) / 100}
 	for i, s := range m.Samples {
 		if i == 0 || ms(s) < o.MinMS {
 			o.MinMS = ms(s)
@@ -51,10 +119,20 @@ func (m *Measure) MarshalJSON() ([]byte, error) {
 	return json.Marshal(o)
 }
 
-// Goal is what a row must reach; check gets the medians of ours and theirs.
+// Goal is what a row must reach; check gets the medians of ours and
+// theirs, or ratio, when set instead, the row's ratio.
 type Goal struct {
 	Text  string
 	check func(ours, theirs time.Duration) bool
+	ratio func(r float64) bool
+}
+
+// SpeedAtLeast is met when our throughput is at least min times theirs
+// (rows whose measures have Bytes).
+func SpeedAtLeast(min float64) Goal {
+	return Goal{Text: fmt.Sprintf("speed >= %.2fx", min), ratio: func(r float64) bool {
+		return !math.IsNaN(r) && r >= min
+	}}
 }
 
 // RatioAtMost is met when ours/theirs ≤ max.
@@ -99,19 +177,28 @@ type Row struct {
 	NotMeasured string
 }
 
-// Ratio returns ours/theirs of the medians (NaN without theirs).
+// Ratio returns ours/theirs of the medians (NaN without theirs): of the
+// times, of the throughputs when both measures have Bytes, of the byte
+// counts for measures of Sizes.
 func (r *Row) Ratio() float64 {
 	if r.Ours == nil || r.Theirs == nil {
 		return math.NaN()
 	}
-	return Ratio(r.Ours.Median(), r.Theirs.Median())
+	o, t := r.Ours.value(), r.Theirs.value()
+	if o <= 0 || t <= 0 {
+		return math.NaN()
+	}
+	return o / t
 }
 
 // Met says whether the goal is met; ok is false when the row has no goal or
 // no measurement.
 func (r *Row) Met() (met, ok bool) {
-	if r.Goal == nil || r.NotMeasured != "" || r.Ours == nil || len(r.Ours.Samples) == 0 {
+	if r.Goal == nil || r.NotMeasured != "" || r.Ours.count() == 0 {
 		return false, false
+	}
+	if r.Goal.ratio != nil {
+		return r.Goal.ratio(r.Ratio()), true
 	}
 	return r.Goal.check(r.Ours.Median(), r.Theirs.Median()), true
 }
@@ -124,6 +211,7 @@ func (r *Row) MarshalJSON() ([]byte, error) {
 		Ours        *Measure `json:"ours,omitempty"`
 		Theirs      *Measure `json:"theirs,omitempty"`
 		Ratio       *float64 `json:"ratio,omitempty"`
+		RatioOf     string   `json:"ratio_of,omitempty"`
 		Goal        string   `json:"goal,omitempty"`
 		Met         *bool    `json:"met,omitempty"`
 		Note        string   `json:"note,omitempty"`
@@ -132,6 +220,7 @@ func (r *Row) MarshalJSON() ([]byte, error) {
 	o := out{Bench: r.Bench, What: r.What, Ours: r.Ours, Theirs: r.Theirs, Note: r.Note, NotMeasured: r.NotMeasured}
 	if x := r.Ratio(); !math.IsNaN(x) {
 		o.Ratio = &x
+		o.RatioOf = ratioOf(r.Ours, r.Theirs)
 	}
 	if r.Goal != nil {
 		o.Goal = r.Goal.Text
@@ -153,12 +242,27 @@ type Report struct {
 	Elapsed time.Duration `json:"elapsed_ns"`
 }
 
-// cell formats one measure's median for the table.
+// cell formats one measure's median for the table: a time, a throughput
+// and its time, or a byte count.
 func cell(m *Measure) string {
-	if m == nil || len(m.Samples) == 0 {
+	switch {
+	case m.count() == 0:
 		return "-"
+	case len(m.Sizes) > 0:
+		return FormatBytes(int64(MedianBytes(m.Sizes)))
+	case m.Bytes > 0:
+		return fmt.Sprintf("%.1f MB/s (%s)", m.Throughput()/1e6, FormatDuration(m.Median()))
 	}
 	return FormatDuration(m.Median())
+}
+
+// ratioCell formats a row's ratio, saying when it is of speeds.
+func ratioCell(r *Row) string {
+	s := FormatRatio(r.Ratio())
+	if s != "-" && ratioOf(r.Ours, r.Theirs) == "speed" {
+		s += " speed"
+	}
+	return s
 }
 
 // WriteTable prints the rows as a plain-text table.
@@ -179,7 +283,7 @@ func WriteTable(w io.Writer, rows []*Row) error {
 			ours, theirs, met = "-", "-", "-"
 			note = "not measured: " + r.NotMeasured
 		}
-		table = append(table, []string{r.Bench, r.What, ours, theirs, FormatRatio(r.Ratio()), goal, met, note})
+		table = append(table, []string{r.Bench, r.What, ours, theirs, ratioCell(r), goal, met, note})
 	}
 	width := make([]int, len(header))
 	for _, line := range table {

@@ -23,6 +23,21 @@ func Median(ds []time.Duration) time.Duration {
 	return s[m-1] + (s[m]-s[m-1])/2
 }
 
+// MedianBytes returns the median of byte counts (the mean of the two middle
+// values for an even count; 0 for none), without reordering v.
+func MedianBytes(v []int64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return float64(s[m])
+	}
+	return (float64(s[m-1]) + float64(s[m])) / 2
+}
+
 // Ratio returns a/b, or NaN when either is missing (not positive).
 func Ratio(a, b time.Duration) float64 {
 	if a <= 0 || b <= 0 {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -107,5 +108,49 @@ func TestGoalsAndTable(t *testing.T) {
 	}
 	if g := NoGrowth(1.5, ms); !g.check(5*ms, 4*ms) || g.check(20*ms, 4*ms) {
 		t.Error("NoGrowth misjudges")
+	}
+}
+
+func TestThroughputAndByteRows(t *testing.T) {
+	s := time.Second
+	fast := &Measure{Label: "ours", Samples: []time.Duration{s, 3 * s, s}, Bytes: 100e6}
+	slow := &Measure{Label: "theirs", Samples: []time.Duration{2 * s}, Bytes: 100e6}
+	g9, g3 := SpeedAtLeast(0.9), SpeedAtLeast(3)
+	read := &Measure{Label: "read", Sizes: []int64{30, 10, 20}}
+	readTheirs := &Measure{Label: "read theirs", Sizes: []int64{100, 100}}
+	rows := []*Row{
+		{Bench: "wbadmin", What: "speed", Ours: fast, Theirs: slow, Goal: &g9},
+		{Bench: "wbadmin", What: "speed3", Ours: fast, Theirs: slow, Goal: &g3},
+		{Bench: "wbadmin", What: "bytes", Ours: read, Theirs: readTheirs},
+	}
+	if r := rows[0].Ratio(); r != 2 {
+		t.Errorf("speed ratio = %v, want 2 (ours twice as fast)", r)
+	}
+	if met, ok := rows[0].Met(); !met || !ok {
+		t.Errorf("speed >= 0.9: Met() = %v, %v", met, ok)
+	}
+	if met, ok := rows[1].Met(); met || !ok {
+		t.Errorf("speed >= 3: Met() = %v, %v", met, ok)
+	}
+	if r := rows[2].Ratio(); r != 0.2 {
+		t.Errorf("bytes ratio = %v, want 0.2", r)
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"100.0 MB/s (1.00 s)", "50.0 MB/s (2.00 s)", "2.00x speed", "speed >= 0.90x", "20 B", "100 B", "0.20x"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	j, err := json.Marshal(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"ratio_of":"speed"`, `"median_mb_per_s":100`, `"ratio_of":"bytes"`, `"median_bytes":20`, `"samples_bytes":[30,10,20]`} {
+		if !strings.Contains(string(j), want) {
+			t.Errorf("JSON lacks %s:\n%s", want, j)
+		}
 	}
 }
