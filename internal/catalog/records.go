@@ -29,6 +29,9 @@ type Shadow struct {
 	ServiceMachine     string      `json:"service_machine"`
 	ExposedName        string      `json:"exposed_name,omitempty"`
 	ExposedPath        string      `json:"exposed_path,omitempty"`
+	// ExposedUid is the user who exposed it (0: root): another user than
+	// root may unexpose only its own exposures.
+	ExposedUid uint32 `json:"exposed_uid,omitempty"`
 	// CrashConsistent says the commit captured the volume at one instant
 	// for every application (btrfs, or a copy under a freeze).
 	CrashConsistent bool `json:"crash_consistent"`

@@ -52,9 +52,19 @@ func (s *Service) Expose(ctx context.Context, id uuid.UUID, path string) (sh cat
 	if volume.Within(path, sh.ShadowPath) || volume.Within(sh.ShadowPath, path) || volume.Within(path, sh.StoragePath) {
 		return sh, vsserr.New(vsserr.E_INVALIDARG, "cannot expose %s at %s, inside shadow storage", id, path)
 	}
+	c := CallerOf(ctx)
+	if err := mayMountAt(c, path); err != nil {
+		return sh, err
+	}
 	made, err := mountPoint(path)
 	if err != nil {
 		return sh, err
+	}
+	if made && c.Uid != 0 {
+		if err := os.Lchown(path, int(c.Uid), int(c.Gid)); err != nil {
+			os.Remove(path)
+			return sh, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "giving the expose directory to its user")
+		}
 	}
 	if err := bindReadOnly(sh.ShadowPath, path); err != nil {
 		if made {
@@ -62,7 +72,7 @@ func (s *Service) Expose(ctx context.Context, id uuid.UUID, path string) (sh cat
 		}
 		return sh, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "exposing %s at %s", id, path)
 	}
-	sh.ExposedPath, sh.ExposedName = path, path
+	sh.ExposedPath, sh.ExposedName, sh.ExposedUid = path, path, c.Uid
 	sh.Attributes |= vss.AttrExposedLocally
 	if err := s.cat.UpdateShadow(sh); err != nil {
 		_ = unix.Unmount(path, unix.MNT_DETACH)
@@ -70,6 +80,45 @@ func (s *Service) Expose(ctx context.Context, id uuid.UUID, path string) (sh cat
 	}
 	s.log.Info("exposed shadow copy", "shadow", id, "path", path)
 	return sh, nil
+}
+
+// mayMountAt refuses, for a caller other than root, a mount point it
+// could not have made itself: an existing directory must be the caller's,
+// a new one must go in a directory the caller may write to (as /tmp). The
+// service runs as root and would otherwise mount over (or create) any
+// empty directory on the system for whoever may create shadow copies.
+func mayMountAt(c Caller, path string) error {
+	if c.Uid == 0 {
+		return nil
+	}
+	var st unix.Stat_t
+	err := unix.Lstat(path, &st)
+	if err == nil {
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR && st.Uid == c.Uid {
+			return nil
+		}
+		return vsserr.New(vsserr.E_ACCESSDENIED, "uid %d may expose a shadow copy only on a directory of its own, or on a new one where it may make it; %s is not its own", c.Uid, path)
+	}
+	if !errors.Is(err, unix.ENOENT) {
+		return vsserr.Wrap(vsserr.E_INVALIDARG, &os.PathError{Op: "lstat", Path: path, Err: err}, "the expose path")
+	}
+	dir := filepath.Dir(path)
+	if err := unix.Lstat(dir, &st); err != nil {
+		return vsserr.Wrap(vsserr.E_INVALIDARG, &os.PathError{Op: "lstat", Path: dir, Err: err}, "the expose path's directory")
+	}
+	var w uint32
+	switch {
+	case st.Uid == c.Uid:
+		w = unix.S_IWUSR | unix.S_IXUSR
+	case st.Gid == c.Gid:
+		w = unix.S_IWGRP | unix.S_IXGRP
+	default:
+		w = unix.S_IWOTH | unix.S_IXOTH
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Mode&w != w {
+		return vsserr.New(vsserr.E_ACCESSDENIED, "uid %d may not make %s: it may not write to %s", c.Uid, path, dir)
+	}
+	return nil
 }
 
 // mountPoint makes sure path is an empty directory to mount on; made says
@@ -131,10 +180,16 @@ func (s *Service) Unexpose(ctx context.Context, path string) (sh catalog.Shadow,
 	if !found {
 		return sh, vsserr.New(vsserr.VSS_E_OBJECT_NOT_FOUND, "no shadow copy is exposed at %s", path)
 	}
+	// Who may expose at a place may unexpose there: root, or the owner of
+	// the directory the shadow is mounted on.
+	// Who exposed may unexpose (and root).
+	if c := CallerOf(ctx); c.Uid != 0 && c.Uid != sh.ExposedUid {
+		return sh, vsserr.New(vsserr.E_ACCESSDENIED, "uid %d may unexpose only what it exposed; %s was exposed by uid %d", c.Uid, sh.ExposedPath, sh.ExposedUid)
+	}
 	if err := unexpose(sh); err != nil {
 		return sh, err
 	}
-	sh.ExposedPath, sh.ExposedName = "", ""
+	sh.ExposedPath, sh.ExposedName, sh.ExposedUid = "", "", 0
 	sh.Attributes &^= vss.AttrExposedLocally
 	if err := s.cat.UpdateShadow(sh); err != nil {
 		return sh, vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "catalog")
@@ -181,7 +236,7 @@ func (s *Service) restoreExposures(shadows []catalog.Shadow) error {
 			}
 		}
 		s.log.Warn("an exposed shadow copy cannot be exposed again; forgetting the exposure", "shadow", sh.ID, "path", sh.ExposedPath)
-		sh.ExposedPath, sh.ExposedName = "", ""
+		sh.ExposedPath, sh.ExposedName, sh.ExposedUid = "", "", 0
 		sh.Attributes &^= vss.AttrExposedLocally
 		errs = append(errs, s.cat.UpdateShadow(sh))
 	}
