@@ -359,6 +359,11 @@ func (s *Server) cleanup(t testing.TB) {
 	s.mu.Lock()
 	pid := s.pid
 	s.mu.Unlock()
+	// pg_ctl stop -w returns once the postmaster has removed its pid file,
+	// which it does on its way out: give it a moment to be gone.
+	for i := 0; i < 100 && pid > 0 && s.isOurPostmaster(pid); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if pid > 0 && s.isOurPostmaster(pid) {
 		t.Errorf("pgtest: postmaster %d of %s still runs; killing it", pid, s.DataDir)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
