@@ -29,6 +29,11 @@ func (s *Service) EndSession(ctx context.Context, id string) error {
 	s.sess.mu.Lock()
 	delete(s.sess.live, id)
 	s.sess.mu.Unlock()
+	// Under the lock of the deletes: from here on, an eviction or another
+	// delete may take the session's shadows, and one taken between the
+	// listing and the delete would fail the whole release.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	all, err := s.cat.Shadows()
 	if err != nil {
 		return err
@@ -42,8 +47,6 @@ func (s *Service) EndSession(ctx context.Context, id string) error {
 	if len(mine) == 0 {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	err = s.deleteShadows(ctx, mine, "auto-release")
 	s.auditf(ctx, "auto-release", map[string]any{"session": id, "deleted": len(mine)}, err)
 	return err
