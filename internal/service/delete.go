@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -13,8 +14,17 @@ import (
 )
 
 // PointDelete is the fault point between the catalog's deletion journal and
-// the provider's delete.
+// the provider's delete; it is reached again before each retry of a delete
+// that failed (an error there is the provider's delete failing).
 const PointDelete = "delete"
+
+// removeAttempts is how many times a journaled delete is tried before the
+// service gives up until its next start; retryPause is the pause before
+// the first retry (doubled before each next one).
+const (
+	removeAttempts = 3
+	retryPause     = 100 * time.Millisecond
+)
 
 // Selection picks shadows as vssadmin and DiskShadow do.
 type Selection struct {
@@ -99,8 +109,11 @@ func (s *Service) DeleteShadows(ctx context.Context, ids []uuid.UUID) (n int, er
 }
 
 // deleteShadows deletes shadows: out of the catalog into the deletion
-// journal (one transaction), then from disk, then out of the journal. A
-// crash in between leaves the journal, and the next start finishes.
+// journal (one transaction), then from disk, then out of the journal. Once
+// journaled, a delete runs to its end: a removal that fails is tried again
+// at once (a shadow out of the catalog but still on disk would be an
+// orphan, its space lost), and one that keeps failing, or a crash, leaves
+// the journal for the next start to finish.
 func (s *Service) deleteShadows(ctx context.Context, shadows []catalog.Shadow, why string) error {
 	if len(shadows) == 0 {
 		return nil
@@ -111,17 +124,20 @@ func (s *Service) deleteShadows(ctx context.Context, shadows []catalog.Shadow, w
 	}
 	moved, err := s.cat.BeginDelete(ids)
 	if err != nil {
-		return err
-	}
-	if s.opts.Fault != nil {
-		if err := s.opts.Fault(ctx, PointDelete); err != nil {
-			return err
+		// Still in the catalog, and on disk: auto-release shadows of an
+		// ended session must not stay so until the next start.
+		for _, sh := range shadows {
+			if s.endedAutoRelease(sh) {
+				s.releaseLater()
+				break
+			}
 		}
+		return err
 	}
 	var errs []error
 	for _, sh := range moved {
-		if err := s.removeShadow(ctx, sh); err != nil {
-			errs = append(errs, err)
+		if err := s.removeJournaled(ctx, sh); err != nil {
+			errs = append(errs, vsserr.Wrap(vsserr.CodeOf(err), err, "shadow copy {%s} is out of the catalog but its deletion did not finish; the next start of the service finishes it", sh.ID))
 			continue
 		}
 		if err := s.cat.FinishDelete(sh.ID); err != nil {
@@ -130,6 +146,28 @@ func (s *Service) deleteShadows(ctx context.Context, shadows []catalog.Shadow, w
 		s.log.Info("deleted shadow copy", "shadow", sh.ID, "volume", sh.VolumePath, "reason", why)
 	}
 	return errors.Join(errs...)
+}
+
+// removeJournaled removes the data of a shadow in the deletion journal,
+// trying again when it fails. The fault point comes before every attempt.
+func (s *Service) removeJournaled(ctx context.Context, sh catalog.Shadow) error {
+	pause := retryPause
+	for attempt := 1; ; attempt++ {
+		err := s.fault(ctx, PointDelete)
+		if err == nil {
+			err = s.removeShadow(ctx, sh)
+		}
+		if err == nil || attempt == removeAttempts || ctx.Err() != nil {
+			return err
+		}
+		s.log.Warn("deleting a shadow copy failed; trying again", "shadow", sh.ID, "attempt", attempt, "err", err)
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return err
+		}
+		pause *= 2
+	}
 }
 
 // removeShadow has the shadow's provider delete it.

@@ -21,8 +21,13 @@ import (
 )
 
 // PointRevert is the fault point in the middle of a revert (after half of
-// the volume's entries).
+// the volume's entries), reached in every attempt; an error there stops the
+// provider's revert where it is, as a failure of the provider would.
 const PointRevert = "revert"
+
+// revertAttempts is how many times a journaled revert is tried before the
+// service gives up until its next start.
+const revertAttempts = 3
 
 // RevertShadow makes the shadow's volume identical to the shadow. It refuses
 // a volume in use unless force (vssadmin /forcedismount). A revert cannot be
@@ -77,12 +82,44 @@ func (s *Service) RevertShadow(ctx context.Context, id uuid.UUID, force bool) (e
 	return s.runRevert(ctx, r, v)
 }
 
-// runRevert carries out a journaled revert and clears the journal.
+// runRevert carries out a journaled revert and clears the journal. A
+// revert runs to its end: the requester cannot cancel it, and a failed
+// attempt is tried again at once (the provider's revert is idempotent: it
+// only touches what still differs), so that a transient failure does not
+// leave the volume half-reverted. One that keeps failing keeps its journal,
+// and the next start of the service completes it.
 func (s *Service) runRevert(ctx context.Context, r catalog.Revert, v *volume.Volume) error {
 	p, err := s.providerByName(r.Provider)
 	if err != nil {
 		return err
 	}
+	s.log.Info("reverting volume", "volume", v.Path, "shadow", r.ShadowID)
+	pause := retryPause
+	for attempt := 1; ; attempt++ {
+		err = s.revertOnce(ctx, p, &r, v)
+		if err == nil || attempt == revertAttempts {
+			break
+		}
+		s.log.Warn("reverting failed; trying again: a revert runs to its end", "volume", v.Path, "shadow", r.ShadowID, "attempt", attempt, "err", err)
+		time.Sleep(pause)
+		pause *= 2
+	}
+	if err != nil {
+		return vsserr.Wrap(vsserr.CodeOf(err), err, "the revert of %s did not finish; it is journaled, and the next start of the service completes it", v.Path)
+	}
+	if err := s.cat.FinishRevert(r.VolumeID); err != nil {
+		return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "catalog: the volume is reverted, but its journal could not be cleared; the next start of the service does it")
+	}
+	s.log.Info("volume reverted", "volume", v.Path, "shadow", r.ShadowID)
+	return nil
+}
+
+// revertOnce is one attempt of a revert, with its progress in the journal.
+func (s *Service) revertOnce(ctx context.Context, p provider.Provider, r *catalog.Revert, v *volume.Volume) error {
+	// Only this process dying stops a revert; the fault point (tests) stops
+	// it as a failing provider would.
+	rctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
 	var mu sync.Mutex
 	last := time.Now()
 	faulted := false
@@ -93,28 +130,32 @@ func (s *Service) runRevert(ctx context.Context, r catalog.Revert, v *volume.Vol
 		r.Done, r.Total = done, total
 		if s.opts.Fault != nil && !faulted && total > 0 && done*2 >= total {
 			faulted = true
-			faultErr = s.opts.Fault(ctx, PointRevert)
+			if faultErr = s.opts.Fault(ctx, PointRevert); faultErr != nil {
+				cancel(faultErr)
+			}
 		}
 		if time.Since(last) > time.Second || done == total {
 			last = time.Now()
-			if err := s.cat.PutRevert(r); err != nil {
+			if err := s.cat.PutRevert(*r); err != nil {
 				s.log.Warn("updating the revert journal", "err", err)
 			}
 		}
 	}
-	s.log.Info("reverting volume", "volume", v.Path, "shadow", r.ShadowID)
-	// A revert runs to its end: only this process dying stops it.
-	err = p.Revert(context.WithoutCancel(ctx), r.ShadowPath, v, provider.RevertOptions{Exclude: r.Exclude, Progress: progress})
+	err := p.Revert(rctx, r.ShadowPath, v, provider.RevertOptions{Exclude: r.Exclude, Progress: progress})
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil || faultErr != nil {
+		// How far it got, for query reverts.
+		if err := s.cat.PutRevert(*r); err != nil {
+			s.log.Warn("updating the revert journal", "err", err)
+		}
+	}
 	if faultErr != nil {
 		return faultErr
 	}
 	if err != nil {
 		return coordinator.ProviderError(err, r.Provider, "revert "+v.Path)
 	}
-	if err := s.cat.FinishRevert(r.VolumeID); err != nil {
-		return vsserr.Wrap(vsserr.VSS_E_UNEXPECTED, err, "catalog")
-	}
-	s.log.Info("volume reverted", "volume", v.Path, "shadow", r.ShadowID)
 	return nil
 }
 

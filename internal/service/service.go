@@ -75,6 +75,9 @@ type Service struct {
 	// storage changes, reverts) with each other and with the short
 	// catalog steps of a creation.
 	mu sync.Mutex
+	// bg is the background work (the retried release of auto-release
+	// shadows), stopped by Close.
+	bg background
 }
 
 // ErrBusy says another process owns the state directory.
@@ -147,6 +150,7 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 // the state directory.
 func (s *Service) Close() error {
 	var errs []error
+	s.bg.close()
 	if s.writers != nil {
 		s.writers.Close()
 	}
@@ -268,6 +272,14 @@ func (s *Service) providerByName(name string) (provider.Provider, error) {
 		names = append(names, p.Info().Name)
 	}
 	return nil, vsserr.New(vsserr.VSS_E_PROVIDER_NOT_REGISTERED, "no provider %q (registered: %s)", name, strings.Join(names, ", "))
+}
+
+// fault calls the fault hook (tests) at a named point; nil without one.
+func (s *Service) fault(ctx context.Context, point string) error {
+	if s.opts.Fault == nil {
+		return nil
+	}
+	return s.opts.Fault(ctx, point)
 }
 
 // Audit writes one line to the audit log for a call the service itself did

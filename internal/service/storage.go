@@ -109,6 +109,11 @@ func (s *Service) deletable(sh catalog.Shadow) bool {
 	return sh.Owner == "" || !s.sessionAlive(sh.Owner)
 }
 
+// PointEvict is the fault point after an eviction: the oldest shadows of a
+// volume have been deleted to make room for a new set (the maximum count or
+// the storage limit), and the set is not made yet.
+const PointEvict = "evict"
+
 // makeRoom deletes the oldest shadows of an item's volume until one more
 // fits the maximum count and, for a complete copy, its estimated size fits
 // the storage limit.
@@ -129,6 +134,9 @@ func (s *Service) makeRoom(ctx context.Context, it coordinator.Item) ([]catalog.
 		}
 		evicted = append(evicted, all[i])
 		all = append(all[:i:i], all[i+1:]...)
+		if err := s.fault(ctx, PointEvict); err != nil {
+			return evicted, err
+		}
 	}
 	a, ok, err := s.association(it.Volume)
 	if err != nil || !ok {
@@ -145,7 +153,11 @@ func (s *Service) makeRoom(ctx context.Context, it coordinator.Item) ([]catalog.
 		}
 	}
 	gone, err := s.fit(ctx, a, it.Volume, extra)
-	return append(evicted, gone...), err
+	evicted = append(evicted, gone...)
+	if err == nil && len(gone) > 0 {
+		err = s.fault(ctx, PointEvict)
+	}
+	return evicted, err
 }
 
 func oldestDeletable(s *Service, shadows []catalog.Shadow) int {

@@ -13,7 +13,11 @@
 // writer is thawed (its Thaw, or Abort when it implements Aborter, is
 // called) when the Freeze deadline passes without a Thaw, and at once when
 // the connection to the service breaks — a killed vssd never leaves the
-// application frozen.
+// application frozen. The deadline holds from the moment Freeze is handed
+// to the handler until Thaw returns: a Freeze handler that froze the
+// application and then hangs, or a Thaw that hangs, do not keep it frozen
+// either. That self-thaw then runs while the hung handler still runs, so
+// Abort (or Thaw) must be safe to call concurrently with Freeze and Thaw.
 //
 // A handler fails an event by returning an error; wrap it with Retryable,
 // NonRetryable, OutOfResources or Inconsistent to tell the requester what
@@ -97,7 +101,10 @@ type (
 		PostSnapshot(ctx context.Context, e *Event) error
 	}
 	// Aborter handles Abort (it may come several times, and must undo a
-	// freeze).
+	// freeze). As the self-thaw, it may be called while Freeze or Thaw is
+	// still running (they outlived the freeze deadline), or before a late
+	// Freeze has frozen anything (it is then called again when that Freeze
+	// returns).
 	Aborter interface {
 		Abort(ctx context.Context, e *Event) error
 	}
@@ -416,21 +423,48 @@ func (r *runner) handle(ctx context.Context, ev *vssv1.WriterEvent) {
 		defer cancel()
 	}
 	switch e.Name {
-	case "Thaw", "Abort":
-		if self := r.unfreeze(); self && e.Name == "Thaw" {
+	case "Freeze":
+		if !e.Deadline.IsZero() && !time.Now().Before(e.Deadline) {
+			// It waited behind another event past its deadline: the
+			// service has given up on it; freezing now would only stop
+			// the application for nothing.
+			res.Hresult, res.Message = CodeTimeout, "the freeze deadline had passed before the writer could freeze"
+			r.reply(res)
+			return
+		}
+		// The self-thaw is armed before the handler runs: a handler that
+		// froze the application and then hangs does not keep it frozen
+		// past the deadline.
+		r.arm(e)
+	case "Thaw":
+		if r.selfThawedAlready() {
 			// Already thawed by itself (deadline passed): the shadow may
 			// not be consistent; say so.
 			res.Hresult, res.Message = CodeTimeout, "the freeze deadline had passed: the writer thawed by itself"
 			r.reply(res)
 			return
-		} else if self {
+		}
+		// The self-thaw stays armed while Thaw runs: a Thaw that hangs
+		// does not keep the application frozen either.
+	case "Abort":
+		if self := r.unfreeze(); self {
 			r.reply(res) // nothing left to abort
 			return
 		}
 	}
 	err = r.dispatch(hctx, e)
-	if err == nil && e.Name == "Freeze" {
-		r.markFrozen(e)
+	switch e.Name {
+	case "Freeze":
+		if late := r.freezeDone(e, err); late && err == nil {
+			// The deadline passed while the handler ran: the self-thaw
+			// may have come before the application froze; thaw it now.
+			r.thaw(e, "the Freeze handler returned after the freeze deadline")
+			err = &Failure{Code: CodeTimeout, Err: errors.New("the Freeze handler returned after the freeze deadline: the writer thawed by itself")}
+		}
+	case "Thaw":
+		if self := r.unfreeze(); self && err == nil {
+			err = &Failure{Code: CodeTimeout, Err: errors.New("the freeze deadline passed during Thaw: the writer thawed by itself")}
+		}
 	}
 	if err != nil {
 		res.Hresult, res.Message = codeOf(err), err.Error()
@@ -443,10 +477,15 @@ func (r *runner) handle(ctx context.Context, ev *vssv1.WriterEvent) {
 	r.reply(res)
 }
 
-// markFrozen arms the self-thaw at the Freeze deadline.
-func (r *runner) markFrozen(e *Event) {
+// arm arms the self-thaw at the Freeze deadline; from here on the writer
+// counts as frozen until Thaw or Abort returns, or it thaws by itself.
+func (r *runner) arm(e *Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
 	r.frozen = e
 	r.selfThawed = false
 	if e.Deadline.IsZero() {
@@ -455,6 +494,34 @@ func (r *runner) markFrozen(e *Event) {
 	r.timer = time.AfterFunc(time.Until(e.Deadline), func() {
 		r.thawIfFrozen("the freeze deadline passed without a Thaw")
 	})
+}
+
+// freezeDone records the end of the Freeze handler: a failed Freeze has
+// undone itself (nothing stays armed). It reports whether the writer
+// thawed by itself while the handler ran.
+func (r *runner) freezeDone(e *Event, err error) (selfThawed bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil && r.frozen == e {
+		if r.timer != nil {
+			r.timer.Stop()
+			r.timer = nil
+		}
+		r.frozen = nil
+	}
+	return r.selfThawed
+}
+
+// selfThawedAlready reports (and forgets) that the writer thawed by itself
+// since its Freeze, when nothing is frozen any more.
+func (r *runner) selfThawedAlready() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.frozen != nil || !r.selfThawed {
+		return false
+	}
+	r.selfThawed = false
+	return true
 }
 
 // unfreeze disarms the self-thaw; it reports whether the writer had
@@ -473,7 +540,8 @@ func (r *runner) unfreeze() (selfThawed bool) {
 }
 
 // thawIfFrozen thaws a frozen writer by itself (Abort if it has one, else
-// Thaw).
+// Thaw). It may run while the writer's Freeze or Thaw handler still runs
+// (when that handler is still running at the deadline).
 func (r *runner) thawIfFrozen(why string) {
 	r.mu.Lock()
 	e := r.frozen
@@ -489,6 +557,12 @@ func (r *runner) thawIfFrozen(why string) {
 	if e == nil {
 		return
 	}
+	r.thaw(e, why)
+}
+
+// thaw calls the handler's Abort (or Thaw, when it has no Abort) for the
+// freeze e, as a self-thaw.
+func (r *runner) thaw(e *Event, why string) {
 	r.log.Warn("thawing by itself", "reason", why)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
