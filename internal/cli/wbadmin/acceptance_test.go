@@ -288,3 +288,144 @@ func (w tool) backup(t *testing.T, args ...string) backupResult {
 	t.Helper()
 	return lastEvent(t, w.run(t, append([]string{"start", "backup", "--format", "json"}, args...)...).must(t).out)
 }
+
+// acceptance is a database the acceptance scenario runs on.
+type acceptance struct {
+	what   string // "database", "cluster", "server": for messages
+	tool   tool
+	comp   string // WRITER\COMPONENT
+	live   string // the component's live path: its data directory or file
+	insert func(ctx context.Context, id int64) error
+	// newName is the name of the copy restored beside the original.
+	newName string
+	// items must be lines of get items, notItems must not be in it.
+	items, notItems []string
+	// liveIDs returns the rows of the original; copyIDs those of the copy
+	// at path, started (and stopped) on it when it needs a server.
+	liveIDs func(t *testing.T) []int64
+	copyIDs func(t *testing.T, path string) []int64
+	// running reports whether the original server runs (nil: no server).
+	running func() bool
+	// closeApp, if not nil, is what the application does before a
+	// restore in place: close the database.
+	closeApp func()
+	// check, if not nil, checks more once everything is restored (moved:
+	// the directory of the restore with move).
+	check func(t *testing.T, moved string)
+}
+
+// runAcceptance is the acceptance run of the issue on one database: under
+// a live insert load it is backed up as a component (full, -vssFull),
+// more rows go in, a differential follows; a copy-only backup leaves the
+// differential base where it was; restored into a new directory and under
+// a new name next to the original while the original keeps taking
+// inserts, each copy (a server started on it) holds exactly the rows
+// committed before the differential's freeze; the differential stores at
+// most 1.1× the bytes that changed; restored in place from the full
+// backup through PreRestore and PostRestore, the original holds the full
+// backup's rows; no shadow copy is left.
+func runAcceptance(t *testing.T, a acceptance) {
+	w := a.tool
+	target := filepath.Join(t.TempDir(), "backups")
+	backup := func(args ...string) backupResult {
+		t.Helper()
+		return w.backup(t, append([]string{"-backupTarget:" + target, "-component:" + a.comp}, args...)...)
+	}
+	restore := func(version string, args ...string) {
+		t.Helper()
+		w.run(t, append([]string{"start", "recovery", "-backupTarget:" + target, "-version:" + version, "-itemType:Component", "-items:" + a.comp, "-quiet"}, args...)...).must(t)
+	}
+	load := startLoad(t, time.Millisecond, a.insert)
+	load.waitRows(t, 300)
+
+	beforeFull := time.Now()
+	full := backup("-vssFull", "-full")
+	lo0, hi0 := load.committedBefore(beforeFull), load.sentAfter(time.Now())
+	if full.Kind != "full" {
+		t.Fatalf("first backup: kind %s", full.Kind)
+	}
+	load.waitRows(t, load.committedBefore(time.Now())+3500)
+	before := time.Now()
+	diff := backup("-vssFull", "-differential")
+	lo, hi := load.committedBefore(before), load.sentAfter(time.Now())
+	if diff.Kind != "differential" || baseOf(t, target, diff.Version) != full.Version {
+		t.Fatalf("differential: kind %s, base %s (full %s)", diff.Kind, baseOf(t, target, diff.Version), full.Version)
+	}
+
+	// A copy-only backup (complete) is no base: the next differential is
+	// still relative to the full backup.
+	if cp := backup("-vssCopy", "-full"); cp.Kind != "copy" {
+		t.Fatalf("copy-only backup: kind %s", cp.Kind)
+	}
+	diff2 := backup("-vssFull", "-differential")
+	if b := baseOf(t, target, diff2.Version); b != full.Version {
+		t.Errorf("a differential after a copy-only backup has base %s, want the full backup %s", b, full.Version)
+	}
+
+	items := w.run(t, "get", "items", "-backupTarget:"+target, "-version:"+diff.Version).must(t).out
+	for _, want := range append([]string{"Item: " + a.comp}, a.items...) {
+		if !strings.Contains(items, want) {
+			t.Errorf("get items lacks %q:\n%s", want, items)
+		}
+	}
+	for _, not := range a.notItems {
+		if strings.Contains(items, not) {
+			t.Errorf("the component's backup holds %s:\n%s", not, items)
+		}
+	}
+
+	// Restore with move, while the original goes on taking inserts; what
+	// the differential stored against what changed since the full,
+	// measured on the restored files before anything opens them.
+	moved := filepath.Join(t.TempDir(), "moved")
+	restore(diff.Version, "-recoveryTarget:"+moved)
+	fullDir := filepath.Join(t.TempDir(), "full")
+	restore(full.Version, "-recoveryTarget:"+fullDir)
+	changed := changedBytes(t, fullDir, moved)
+	t.Logf("differential: %d bytes changed since the full backup, %d read, %d stored (%.3f×), %d of manifest and documents",
+		changed, diff.BytesRead, diff.BytesStored, float64(diff.BytesStored)/float64(changed), manifestBytes(t, target, diff.Version))
+	if changed == 0 || float64(diff.BytesStored) > 1.1*float64(changed) {
+		t.Errorf("the differential stored %d bytes for %d changed (goal: at most 1.1×)", diff.BytesStored, changed)
+	}
+	k := requireRowsAt(t, "the "+a.what+" restored with move", a.copyIDs(t, filepath.Join(moved, a.live)), lo, hi)
+	// Under a new name next to the original.
+	restore(diff.Version, "-newName:"+a.newName)
+	renamed := filepath.Join(filepath.Dir(a.live), a.newName)
+	if k2 := requireRowsAt(t, "the "+a.what+" restored under a new name", a.copyIDs(t, renamed), lo, hi); k2 != k {
+		t.Errorf("the two restores of one version hold rows 1…%d and 1…%d", k, k2)
+	}
+	// The original kept running.
+	n := load.committedBefore(time.Now())
+	load.waitRows(t, n+50)
+	load.halt()
+	if err := load.failed(); err != nil {
+		t.Fatalf("the original %s during the restores: %v", a.what, err)
+	}
+	if a.running != nil && !a.running() {
+		t.Fatalf("the original %s does not run any more", a.what)
+	}
+	if ids := a.liveIDs(t); int64(len(ids)) < n+50 {
+		t.Errorf("the original holds %d rows, want at least %d", len(ids), n+50)
+	}
+	w.run(t, "verify", "-backupTarget:"+target, "-version:"+diff2.Version).must(t)
+
+	// In place: the writer releases the database (PreRestore: a server is
+	// stopped), the full version replaces it (the later state's files go),
+	// and the writer recovers it (PostRestore: a server is started); the
+	// copy beside it stays.
+	if a.closeApp != nil {
+		a.closeApp()
+	}
+	restore(full.Version)
+	if a.running != nil && !a.running() {
+		t.Fatalf("the %s does not run after the restore in place", a.what)
+	}
+	requireRowsAt(t, "the "+a.what+" restored in place from the full backup", a.liveIDs(t), lo0, hi0)
+	if _, err := os.Stat(renamed); err != nil {
+		t.Errorf("the copy beside the original after a restore in place: %v", err)
+	}
+	if a.check != nil {
+		a.check(t, moved)
+	}
+	requireNoShadow(t, w.state)
+}
