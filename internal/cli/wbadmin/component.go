@@ -121,13 +121,12 @@ func (s *selection) roots() []string {
 	for _, f := range s.specs {
 		all = append(all, filepath.Clean(f.Path))
 	}
-	sort.Strings(all)
+	sort.Strings(all) // a directory sorts before what lies below it
 	var out []string
 	for _, p := range all {
-		if len(out) > 0 && under(p, out[len(out)-1]) {
-			continue
+		if !slices.ContainsFunc(out, func(r string) bool { return under(p, r) }) {
+			out = append(out, p)
 		}
-		out = append(out, p)
 	}
 	return out
 }
