@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -258,6 +259,13 @@ func Run(ctx context.Context, h Handler, o Options) error {
 	if err := stream.Send(&vssv1.WriterMessage{Msg: &vssv1.WriterMessage_Register{Register: &vssv1.Register{
 		MetadataXml: string(x), OnError: o.OnError,
 	}}}); err != nil {
+		if errors.Is(err, io.EOF) {
+			// The service ended the stream (a refusal): its status comes
+			// with the next receive.
+			if _, rerr := stream.Recv(); rerr != nil && !errors.Is(rerr, io.EOF) {
+				return fmt.Errorf("%w: %w", ErrRejected, rerr)
+			}
+		}
 		return fmt.Errorf("writer: registering: %w", err)
 	}
 	r := &runner{h: h, o: o, stream: stream, log: o.Log.With("writer", meta.Name)}
