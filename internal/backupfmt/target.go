@@ -109,6 +109,23 @@ func (t *Target) Versions() ([]Version, error) {
 	return out, nil
 }
 
+// BaseOf returns the version (of versions, oldest first, as Versions
+// lists them) a new version of kind k is compared with when no base is
+// given: the newest complete version for an incremental one, the newest
+// complete full one for a differential; "" when there is none or k has no
+// base.
+func BaseOf(k Kind, versions []Version) string {
+	if !k.hasBase() {
+		return ""
+	}
+	for i := len(versions) - 1; i >= 0; i-- {
+		if v := versions[i]; v.CanRecover && (k == Incremental || v.Kind == Full) {
+			return v.ID
+		}
+	}
+	return ""
+}
+
 // referenced returns the other versions whose data files m refers to.
 func referenced(m *Manifest) map[string]bool {
 	out := map[string]bool{}

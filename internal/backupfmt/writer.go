@@ -181,12 +181,7 @@ func Create(dir string, o Options) (*Writer, error) {
 			if err != nil {
 				return nil, err
 			}
-			for i := len(vs) - 1; i >= 0 && base == ""; i-- {
-				if vs[i].CanRecover && (o.Kind == Incremental || vs[i].Kind == Full) {
-					base = vs[i].ID
-				}
-			}
-			if base == "" {
+			if base = BaseOf(o.Kind, vs); base == "" {
 				return nil, fmt.Errorf("create %s version in %s: no complete version to use as its base", o.Kind, dir)
 			}
 		}

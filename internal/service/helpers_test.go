@@ -170,3 +170,16 @@ func ids(shadows []catalog.Shadow) []uuid.UUID {
 	}
 	return out
 }
+
+// failingAt sets the service's fault hook to fail every time point is
+// reached, with code.
+func failingAt(point string, code vsserr.Code) func(*service.Options) {
+	return func(o *service.Options) {
+		o.Fault = func(ctx context.Context, p string) error {
+			if p == point {
+				return vsserr.New(code, "injected at %s", p)
+			}
+			return nil
+		}
+	}
+}

@@ -78,14 +78,7 @@ func TestTransientRevertFailureIsRetried(t *testing.T) {
 // completes it.
 func TestRevertFailureStopsThere(t *testing.T) {
 	fs := testutil.NewFS(t, "ext4", 0)
-	ts := open(t, func(o *service.Options) {
-		o.Fault = func(ctx context.Context, p string) error {
-			if p == service.PointRevert {
-				return vsserr.New(vsserr.VSS_E_UNEXPECTED_PROVIDER_ERROR, "the provider keeps failing")
-			}
-			return nil
-		}
-	})
+	ts := open(t, failingAt(service.PointRevert, vsserr.VSS_E_UNEXPECTED_PROVIDER_ERROR))
 	ctx := context.Background()
 	testutil.Populate(t, fs.Dir, true)
 	want := treeState(t, fs.Dir)

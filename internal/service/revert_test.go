@@ -103,14 +103,7 @@ func TestRevertRefusals(t *testing.T) {
 // shadow was (a revert is never undone, nor left half-done).
 func TestInterruptedRevertCompletes(t *testing.T) {
 	fs := testutil.NewFS(t, "ext4", 0)
-	ts := open(t, func(o *service.Options) {
-		o.Fault = func(ctx context.Context, point string) error {
-			if point == service.PointRevert {
-				return vsserr.New(vsserr.VSS_E_PROVIDER_VETO, "interrupted")
-			}
-			return nil
-		}
-	})
+	ts := open(t, failingAt(service.PointRevert, vsserr.VSS_E_PROVIDER_VETO))
 	ctx := context.Background()
 	testutil.Populate(t, fs.Dir, true)
 	want := treeState(t, fs.Dir)

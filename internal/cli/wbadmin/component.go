@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/google/uuid"
+
 	"github.com/linuxvss/vss/internal/vsserr"
 	"github.com/linuxvss/vss/pkg/vssmeta"
 )
@@ -23,17 +25,25 @@ type selected struct {
 // label names the component as the command line does.
 func (s selected) label() string { return s.writer.Name + `\` + s.comp.FullPath() }
 
-// writerMatches reports whether w names the writer m: its name, its
-// instance name, "name:instance", or its instance or class ID (braces
-// allowed); case does not matter.
-func writerMatches(m *vssmeta.WriterMetadata, w string) bool {
+// writerMatches reports whether w names the writer with this name,
+// instance name and IDs: its name, its instance name, "name:instance", or
+// its instance or class ID (braces allowed); case does not matter.
+func writerMatches(w, name, instance string, ids ...uuid.UUID) bool {
 	w = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(w), "{"), "}")
-	for _, n := range []string{m.Name, m.InstanceID.String(), m.WriterID.String(), m.Name + ":" + m.InstanceName} {
-		if strings.EqualFold(n, w) {
-			return true
-		}
+	names := []string{name, name + ":" + instance}
+	if instance != "" {
+		names = append(names, instance)
 	}
-	return m.InstanceName != "" && strings.EqualFold(m.InstanceName, w)
+	for _, id := range ids {
+		names = append(names, id.String())
+	}
+	return slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, w) })
+}
+
+// componentMatches reports whether c names the component with this full
+// path (logical path and name) or name.
+func componentMatches(c, fullPath, name string) bool {
+	return strings.EqualFold(fullPath, c) || strings.EqualFold(name, c)
 }
 
 // findComponent resolves spec ("WRITER\COMPONENT", the component given by
@@ -51,7 +61,7 @@ func findComponent(metas []*vssmeta.WriterMetadata, spec string) (selected, erro
 		for i := range m.Components {
 			comp := &m.Components[i]
 			all = append(all, m.Name+":"+m.InstanceName+`\`+comp.FullPath())
-			if writerMatches(m, w) && (strings.EqualFold(comp.FullPath(), c) || strings.EqualFold(comp.Name, c)) {
+			if writerMatches(w, m.Name, m.InstanceName, m.InstanceID, m.WriterID) && componentMatches(c, comp.FullPath(), comp.Name) {
 				found = append(found, selected{m, comp})
 			}
 		}

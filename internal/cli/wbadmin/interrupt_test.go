@@ -247,6 +247,19 @@ func leftShadows(t *testing.T, dir, stateDir string) []string {
 	return left
 }
 
+// requireNoShadowLeft checks, when (a moment of the test) has come, that
+// neither the volume at dir, the catalog file of stateDir nor vssadmin
+// shows a shadow copy.
+func requireNoShadowLeft(t *testing.T, vssadmin, dir, stateDir, when string) {
+	t.Helper()
+	if left := leftShadows(t, dir, stateDir); len(left) > 0 {
+		t.Errorf("%s, shadow copies are left:\n  %s", when, strings.Join(left, "\n  "))
+	}
+	if shs := vssadminShadows(t, vssadmin, stateDir); len(shs) > 0 {
+		t.Errorf("%s, vssadmin list shadows: %v", when, shs)
+	}
+}
+
 // vssadminShadows lists the shadow copies with vssadmin (which opens the
 // service on stateDir).
 func vssadminShadows(t *testing.T, vssadmin, stateDir string) []string {
@@ -445,12 +458,7 @@ func TestBackupKilled(t *testing.T) {
 	if names := targetEntries(t, target); !slices.Equal(names, []string{v1, v3}) {
 		t.Errorf("target after the next backup: %v, want only [%s %s]", names, v1, v3)
 	}
-	if left := leftShadows(t, fs.Dir, stateDir); len(left) > 0 {
-		t.Errorf("after the next backup, shadow copies are left:\n  %s", strings.Join(left, "\n  "))
-	}
-	if shs := vssadminShadows(t, vssadmin, stateDir); len(shs) > 0 {
-		t.Errorf("vssadmin list shadows: %v", shs)
-	}
+	requireNoShadowLeft(t, vssadmin, fs.Dir, stateDir, "after the next backup")
 }
 
 // TestBackupTargetFull: a backup bigger than the free space of its target
@@ -501,12 +509,7 @@ func TestBackupTargetFull(t *testing.T) {
 		t.Errorf("versions after the failed backup: %v, want [%s]", vs, v1)
 	}
 	checkVersion(t, wb, target, v1, data, before)
-	if left := leftShadows(t, fs.Dir, stateDir); len(left) > 0 {
-		t.Errorf("shadow copies left after the failed backup:\n  %s", strings.Join(left, "\n  "))
-	}
-	if shs := vssadminShadows(t, vssadmin, stateDir); len(shs) > 0 {
-		t.Errorf("vssadmin list shadows: %v", shs)
-	}
+	requireNoShadowLeft(t, vssadmin, fs.Dir, stateDir, "after the failed backup")
 }
 
 // TestBackupCancelled: Ctrl-C (SIGINT) during a backup makes wbadmin exit
@@ -551,12 +554,7 @@ func TestBackupCancelled(t *testing.T) {
 	if names := targetEntries(t, target); !slices.Equal(names, []string{v1}) {
 		t.Errorf("target after the cancelled backup: %v, want only [%s]", names, v1)
 	}
-	if left := leftShadows(t, fs.Dir, stateDir); len(left) > 0 {
-		t.Errorf("the cancelled backup left shadow copies:\n  %s", strings.Join(left, "\n  "))
-	}
-	if shs := vssadminShadows(t, vssadmin, stateDir); len(shs) > 0 {
-		t.Errorf("vssadmin list shadows: %v", shs)
-	}
+	requireNoShadowLeft(t, vssadmin, fs.Dir, stateDir, "after the cancelled backup")
 	if vs := listVersions(t, wb, target); !slices.Equal(vs, []string{v1}) {
 		t.Errorf("versions after the cancelled backup: %v, want [%s]", vs, v1)
 	}

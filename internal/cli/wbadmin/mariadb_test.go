@@ -25,23 +25,7 @@ func mdbIDs(t *testing.T, srv *mariadbtest.Server) []int64 {
 	if err := db.QueryRow("CHECK TABLE r").Scan(&tbl, &op, &typ, &msg); err != nil || msg != "OK" {
 		t.Fatalf("%s: CHECK TABLE r: %s %s %v", srv.DataDir, typ, msg, err)
 	}
-	rows, err := db.Query("SELECT id FROM r")
-	if err != nil {
-		t.Fatalf("%s: %v", srv.DataDir, err)
-	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return ids
+	return queryIDs(t, db)
 }
 
 // TestMariaDBComponent: the acceptance run (runAcceptance) on a MariaDB

@@ -26,6 +26,12 @@ func sqliteIDs(t *testing.T, p string) []int64 {
 	if err := db.QueryRow("PRAGMA integrity_check").Scan(&ok); err != nil || ok != "ok" {
 		t.Fatalf("%s: integrity check: %q %v", p, ok, err)
 	}
+	return queryIDs(t, db)
+}
+
+// queryIDs returns the ids of table r.
+func queryIDs(t *testing.T, db *sql.DB) []int64 {
+	t.Helper()
 	rows, err := db.Query("SELECT id FROM r")
 	if err != nil {
 		t.Fatal(err)

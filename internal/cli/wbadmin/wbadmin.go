@@ -95,6 +95,15 @@ func (a *app) run(ctx context.Context) error {
 	return fmt.Errorf("unknown command %q", a.c.Verb)
 }
 
+// open opens the service: vssd, or the embedded one.
+func (a *app) open(ctx context.Context) (clisvc.Service, error) {
+	c := a.c
+	return clisvc.Open(ctx, &clisvc.Globals{StateDir: c.StateDir, Socket: c.Socket, Config: c.Config, Embedded: c.Embedded, Verbose: c.Verbose}, "wbadmin")
+}
+
+// overwriteModes maps -overwrite's words to restore modes.
+var overwriteModes = map[string]backupfmt.OverwriteMode{"Overwrite": backupfmt.Overwrite, "CreateCopy": backupfmt.CreateCopy, "Skip": backupfmt.Skip}
+
 // target returns the backup target of a command that reads one.
 func (a *app) target() (*backupfmt.Target, error) {
 	dir := a.c.BackupTarget
@@ -138,19 +147,6 @@ func formatKind(c *Command, versions []backupfmt.Version) (backupfmt.Kind, vssme
 	return backupfmt.Copy, vssmeta.BackupCopy
 }
 
-// baseOf returns the version a backup of kind k is compared with, as
-// backupfmt.Create chooses it: the newest complete version for an
-// incremental backup, the newest complete full one for a differential.
-func baseOf(k backupfmt.Kind, versions []backupfmt.Version) string {
-	for i := len(versions) - 1; i >= 0; i-- {
-		v := versions[i]
-		if v.CanRecover && (k == backupfmt.Incremental || k == backupfmt.Differential && v.Kind == backupfmt.Full) {
-			return v.ID
-		}
-	}
-	return ""
-}
-
 // previousStamps returns a Backup Components Document that carries, for
 // the components of the base version's document the specs name, their
 // backup stamps as PreviousBackupStamp (what a writer compares with for a
@@ -176,8 +172,7 @@ func previousStamps(t *backupfmt.Target, base string, specs []string) string {
 			}
 			for _, spec := range specs {
 				wn, cn, _ := strings.Cut(spec, `\`)
-				m := &vssmeta.WriterMetadata{Name: w.Name, InstanceID: w.InstanceID, WriterID: w.WriterID}
-				if writerMatches(m, wn) && (strings.EqualFold(c.FullPath(), cn) || strings.EqualFold(c.Name, cn)) {
+				if writerMatches(wn, w.Name, "", w.InstanceID, w.WriterID) && componentMatches(cn, c.FullPath(), c.Name) {
 					wc.Components = append(wc.Components, vssmeta.ComponentState{LogicalPath: c.LogicalPath, Name: c.Name, Type: c.Type, PreviousBackupStamp: c.BackupStamp})
 					break
 				}
@@ -212,12 +207,13 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 		}
 	}
 	kind, vssType := formatKind(c, versions)
-	b, err := clisvc.Open(ctx, &clisvc.Globals{StateDir: c.StateDir, Socket: c.Socket, Config: c.Config, Embedded: c.Embedded, Verbose: c.Verbose}, "wbadmin")
+	b, err := a.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	s, err := b.Requester().InitializeForBackup(ctx, previousStamps(tgt, baseOf(kind, versions), c.Components))
+	base := backupfmt.BaseOf(kind, versions)
+	s, err := b.Requester().InitializeForBackup(ctx, previousStamps(tgt, base, c.Components))
 	if err != nil {
 		return err
 	}
@@ -307,7 +303,7 @@ func (a *app) startBackup(ctx context.Context) (err error) {
 	for _, sh := range res.Shadows {
 		shadowOf[sh.VolumePath] = sh.ShadowPath
 	}
-	w, err := backupfmt.Create(c.BackupTarget, backupfmt.Options{Kind: kind, SetID: res.Set.ID.String(),
+	w, err := backupfmt.Create(c.BackupTarget, backupfmt.Options{Kind: kind, Base: base, SetID: res.Set.ID.String(),
 		Keep: func(p string, dir bool) bool { return sel.keep("/"+p, dir) }})
 	if err != nil {
 		return targetErr(err, "backup target %s", c.BackupTarget)
@@ -496,7 +492,7 @@ func (a *app) startRecovery(ctx context.Context) error {
 	if a.c.ItemType == "Component" {
 		return a.recoverComponents(ctx, t)
 	}
-	mode := map[string]backupfmt.OverwriteMode{"Overwrite": backupfmt.Overwrite, "CreateCopy": backupfmt.CreateCopy, "Skip": backupfmt.Skip}[a.c.Overwrite]
+	mode := overwriteModes[a.c.Overwrite]
 	dst := a.c.RecoveryTarget
 	if dst == "" {
 		dst = "/"
@@ -606,7 +602,7 @@ func (a *app) recoverComponents(ctx context.Context, t *backupfmt.Target) (err e
 		}
 	}
 
-	b, err := clisvc.Open(ctx, &clisvc.Globals{StateDir: c.StateDir, Socket: c.Socket, Config: c.Config, Embedded: c.Embedded, Verbose: c.Verbose}, "wbadmin")
+	b, err := a.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -635,7 +631,7 @@ func (a *app) recoverComponents(ctx context.Context, t *backupfmt.Target) (err e
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return vsserr.Wrap(vsserr.E_INVALIDARG, err, "recovery target")
 	}
-	o := backupfmt.RestoreOptions{Overwrite: map[string]backupfmt.OverwriteMode{"Overwrite": backupfmt.Overwrite, "CreateCopy": backupfmt.CreateCopy, "Skip": backupfmt.Skip}[c.Overwrite]}
+	o := backupfmt.RestoreOptions{Overwrite: overwriteModes[c.Overwrite]}
 	if c.NewName != "" {
 		o.Rename = renamer(comps[0].comp, c.NewName)
 	}
